@@ -1,0 +1,90 @@
+"""Papers -> llama-index nodes: sentence-aligned chunks with the metadata filters and citations need."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+
+from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.schema import MetadataMode, TextNode
+
+from assistant.config import ChunkingSettings
+from assistant.embeddings import load_tokenizer
+from assistant.schema import Paper
+
+# Only these reach the embedding and the LLM; the rest is for filters and display.
+_TEXT_KEYS = ("title",)
+
+
+def _token_ids(text: str) -> list[int]:
+    return load_tokenizer().encode(text, add_special_tokens=False).ids
+
+
+def date_number(date: str | None) -> int:
+    """Return a YYYY-MM-DD date as the integer YYYYMMDD that Chroma range filters compare (0 = unknown)."""
+    return int(date.replace("-", "")) if date else 0
+
+
+def content_hash(paper: Paper, settings: ChunkingSettings) -> str:
+    """Hash everything that decides a paper's chunks, so unchanged papers are never re-embedded."""
+    payload = json.dumps([asdict(paper), settings.model_dump()], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+def paper_metadata(paper: Paper, settings: ChunkingSettings) -> dict[str, object]:
+    """Return the per-paper metadata every chunk carries (Chroma takes no None and no empty list)."""
+    meta: dict[str, object] = {
+        "arxiv_id": paper.arxiv_id,
+        "title": paper.title or "",
+        "authors": "; ".join(paper.authors),
+        "date": date_number(paper.date),
+        "content_hash": content_hash(paper, settings),
+    }
+    if paper.categories:
+        meta["categories"] = list(paper.categories)
+        meta["primary_category"] = paper.categories[0]
+        meta["archives"] = sorted({c.split(".")[0] for c in paper.categories})
+    for key in ("comment", "journal_ref", "doi"):
+        value = getattr(paper, key)
+        if value:
+            meta[key] = value
+    return meta
+
+
+class Chunker:
+    """Split abstracts into chunks that fit the embedding model, title-prefixed when known."""
+
+    def __init__(self, settings: ChunkingSettings) -> None:
+        self.settings = settings
+        self._splitter = SentenceSplitter(
+            chunk_size=settings.chunk_tokens,
+            chunk_overlap=min(settings.overlap_tokens, settings.chunk_tokens // 2),
+            tokenizer=_token_ids,
+        )
+
+    def nodes(self, paper: Paper) -> list[TextNode]:
+        """Return the chunks of one paper as nodes with ids `ID#0`, `ID#1`, ..."""
+        meta = paper_metadata(paper, self.settings)
+        title = paper.title if self.settings.include_title else None
+        texts = (
+            self._splitter.split_text_metadata_aware(paper.abstract, f"title: {title}")
+            if title
+            else self._splitter.split_text(paper.abstract)
+        ) or [paper.abstract]
+        hidden = [k for k in meta if k not in _TEXT_KEYS or not title]
+        return [
+            TextNode(
+                id_=f"{paper.arxiv_id}#{i}",
+                text=text,
+                metadata={**meta, "chunk": i, "n_chunks": len(texts)},
+                excluded_embed_metadata_keys=[*hidden, "chunk", "n_chunks"],
+                excluded_llm_metadata_keys=[*hidden, "chunk", "n_chunks"],
+            )
+            for i, text in enumerate(texts)
+        ]
+
+
+def embed_text(node: TextNode) -> str:
+    """Return what the embedding model reads for a node (title line, then the chunk)."""
+    return node.get_content(metadata_mode=MetadataMode.EMBED)

@@ -1,0 +1,143 @@
+"""The `assistant` command: ingest, ask, chat, stats. Thin: it calls the core and formats."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from assistant.config import Settings
+from assistant.errors import AssistantError
+from assistant.schema import Answer
+from assistant.sources import FORMATS
+
+# Terminal control characters from an abstract must not reach the terminal (escape sequences).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(text: str) -> str:
+    """Make untrusted text inert on a terminal."""
+    return _CONTROL.sub("", text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="FILE", help="TOML profile (or a name in ./config/); default $ASSISTANT_CONFIG"
+    )
+    common.add_argument(
+        "--store", metavar="DIR", help="Chroma store folder (default ./index_store, $ASSISTANT_STORE)"
+    )
+
+    parser = argparse.ArgumentParser(prog="assistant", description="Cited answers from arXiv abstracts.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", parents=[common], help="index abstract files into the store")
+    ingest.add_argument(
+        "paths", nargs="+", metavar="PATH", type=Path, help="seed listing or Kaggle JSON lines (.gz too)"
+    )
+    ingest.add_argument(
+        "--format", default="auto", choices=FORMATS, help="input format (default: detect from content)"
+    )
+
+    ask = commands.add_parser("ask", parents=[common], help="answer one question with cited sources")
+    ask.add_argument("question", metavar="QUESTION")
+    ask.add_argument("--top-k", type=int, metavar="N", help="papers to retrieve (default 5)")
+    ask.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    chat = commands.add_parser("chat", parents=[common], help="ask questions in a terminal loop")
+    chat.add_argument("--top-k", type=int, metavar="N", help="papers to retrieve (default 5)")
+
+    stats = commands.add_parser("stats", parents=[common], help="what the store holds")
+    stats.add_argument("--json", action="store_true", help="print as JSON")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.load(
+        config=args.config,
+        overrides={"store.path": args.store, "retrieval.top_k": getattr(args, "top_k", None)},
+    )
+
+
+def format_answer(result: Answer) -> str:
+    """Render an answer and its sources for the terminal."""
+    lines = [safe(result.text), ""]
+    if result.dropped_citations:
+        lines.append(
+            f"(removed citations to papers that were not retrieved: {', '.join(result.dropped_citations)})"
+        )
+    lines.append(f"Sources ({result.backend} answer):")
+    for p in result.passages:
+        mark = "*" if p.arxiv_id in result.citations else " "
+        title = f" {safe(p.title)}" if p.title else ""
+        lines.append(f" {mark} arXiv:{p.arxiv_id} ({p.score:.2f}){title}  https://arxiv.org/abs/{p.arxiv_id}")
+    lines.extend(f"warning: {w}" for w in result.warnings)
+    return "\n".join(lines)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from assistant.embeddings import default_embedding
+    from assistant.ingest import Ingester
+    from assistant.pipeline import open_store
+
+    settings = _settings(args)
+    store = open_store(settings, for_writing=True)
+    embed = default_embedding(settings.embedding.threads)
+    report = Ingester(store, embed, settings.chunking).ingest(
+        args.paths, args.format, progress=sys.stderr.isatty()
+    )
+    print(report.summary())
+    return 1 if report.failed_files else 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from assistant.pipeline import Assistant
+
+    result = Assistant(_settings(args)).ask(args.question, top_k=args.top_k)
+    print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json else format_answer(result))
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from assistant.pipeline import Assistant
+
+    bot = Assistant(_settings(args))
+    print("Ask about the indexed abstracts; an empty line or Ctrl-D ends.", file=sys.stderr)
+    while True:
+        try:
+            question = input("? ")
+        except EOFError:
+            return 0
+        if not question.strip():
+            return 0
+        try:
+            print(format_answer(bot.ask(question, top_k=args.top_k)), end="\n\n")
+        except AssistantError as exc:
+            print(f"assistant: {exc}", file=sys.stderr)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from assistant.pipeline import open_store
+
+    info: dict[str, Any] = open_store(_settings(args), for_writing=False).describe()
+    print(json.dumps(info, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; user errors become one line on stderr and exit code 1."""
+    args = _parser().parse_args(argv)
+    handler = {"ingest": _ingest, "ask": _ask, "chat": _chat, "stats": _stats}[args.command]
+    try:
+        return handler(args)
+    except AssistantError as exc:
+        print(f"assistant: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("assistant: interrupted", file=sys.stderr)
+        return 130

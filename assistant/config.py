@@ -1,0 +1,183 @@
+"""One typed `Settings` object: defaults < TOML profile < `ASSISTANT_*` env < flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from assistant.errors import ConfigError
+
+CONFIG_ENV = "ASSISTANT_CONFIG"
+
+
+def setting(default: Any, description: str, env: str, **limits: Any) -> Any:
+    """Declare a field with its default, its description and the env var that sets it."""
+    return Field(default, description=description, json_schema_extra={"env": env}, **limits)
+
+
+class Section(BaseModel):
+    """A `[table]` of the TOML profile; unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StoreSettings(Section):
+    path: Path = setting(Path("index_store"), "folder of the persisted Chroma store", "ASSISTANT_STORE")
+    collection: str = setting(
+        "arxiv_abstracts", "Chroma collection holding the chunks", "ASSISTANT_COLLECTION"
+    )
+
+
+class EmbeddingSettings(Section):
+    threads: int = setting(
+        0, "onnxruntime threads for embedding; 0 = all cores", "ASSISTANT_EMBED_THREADS", ge=0
+    )
+    batch_tokens: int = setting(
+        4096, "padded word pieces per embedding forward pass", "ASSISTANT_EMBED_BATCH_TOKENS", ge=256
+    )
+
+
+class ChunkingSettings(Section):
+    chunk_tokens: int = setting(
+        254,
+        "largest chunk in word pieces, title included (the model reads 256)",
+        "ASSISTANT_CHUNK_TOKENS",
+        ge=32,
+        le=254,
+    )
+    overlap_tokens: int = setting(
+        32, "word pieces shared by neighbouring chunks of one abstract", "ASSISTANT_CHUNK_OVERLAP", ge=0
+    )
+    include_title: bool = setting(
+        True,
+        "prefix each chunk with the paper's title (when known) before embedding",
+        "ASSISTANT_CHUNK_TITLE",
+    )
+
+
+class RetrievalSettings(Section):
+    top_k: int = setting(5, "papers retrieved per question", "ASSISTANT_TOP_K", ge=1, le=100)
+    min_score: float = setting(
+        0.20,
+        "cosine similarity below which a passage does not count as answering (see README)",
+        "ASSISTANT_MIN_SCORE",
+        ge=-1.0,
+        le=1.0,
+    )
+
+
+class AnswerSettings(Section):
+    llm: str = setting("extractive", "which answerer writes the answer", "ASSISTANT_LLM")
+    max_sentences: int = setting(
+        3, "sentences the extractive answerer quotes", "ASSISTANT_MAX_SENTENCES", ge=1, le=20
+    )
+    max_question_chars: int = setting(
+        2000, "longest question accepted", "ASSISTANT_MAX_QUESTION_CHARS", ge=10
+    )
+
+
+class Settings(Section):
+    """Every setting of the assistant, grouped as in `config/default.toml`."""
+
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+
+    @classmethod
+    def load(
+        cls,
+        config: str | Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Build settings from a profile (`config` or $ASSISTANT_CONFIG), the env and flag overrides.
+
+        `overrides` maps dotted names (`"retrieval.top_k"`) to values; `None` values are skipped.
+        """
+        env = os.environ if env is None else env
+        data: dict[str, Any] = {}
+        origin: dict[str, str] = {}
+        profile = config or env.get(CONFIG_ENV)
+        if profile:
+            path = resolve_profile(profile)
+            for key, value in _flatten(_read_toml(path)).items():
+                _put(data, origin, key, value, str(path))
+        for key, var in env_vars().items():
+            if var in env:
+                _put(data, origin, key, env[var], f"${var}")
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                _put(data, origin, key, value, "the command line")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, origin)) from None
+
+
+def env_vars() -> dict[str, str]:
+    """Map each dotted setting name to the env var that sets it."""
+    out = {}
+    for section, info in Settings.model_fields.items():
+        model = info.default_factory  # type: ignore[misc]
+        for name, field in model.model_fields.items():  # type: ignore[union-attr]
+            out[f"{section}.{name}"] = field.json_schema_extra["env"]  # type: ignore[index]
+    return out
+
+
+def resolve_profile(profile: str | Path) -> Path:
+    """Find a profile given as a path or as a name in `./config/` (`fast` -> `config/fast.toml`)."""
+    path = Path(profile)
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1:
+        path = Path("config") / f"{profile}.toml"
+    if not path.is_file():
+        raise ConfigError(
+            f"config profile {str(profile)!r} not found; give a TOML file path or a name in ./config/"
+        )
+    return path
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}; fix the TOML syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc})") from None
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _put(data: dict[str, Any], origin: dict[str, str], dotted: str, value: Any, source: str) -> None:
+    *sections, name = dotted.split(".")
+    node = data
+    for section in sections:
+        child = node.setdefault(section, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: {dotted!r} is inside {section!r}, which is not a table")
+        node = child
+    node[name] = value
+    origin[dotted] = source
+
+
+def _describe(exc: ValidationError, origin: dict[str, str]) -> str:
+    error = exc.errors()[0]
+    dotted = ".".join(str(part) for part in error["loc"])
+    source = origin.get(dotted, "the settings")
+    if error["type"] == "extra_forbidden":
+        return f"{source}: unknown setting {dotted!r}; see config/default.toml for the valid names"
+    return f"{source}: setting {dotted!r}: {error['msg']}"

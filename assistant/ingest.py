@@ -1,0 +1,135 @@
+"""Ingest: read papers, skip unchanged ones, chunk, embed and upsert the rest in bounded batches."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.schema import TextNode
+
+from assistant.chunking import Chunker, content_hash, embed_text
+from assistant.config import ChunkingSettings
+from assistant.errors import SourceError
+from assistant.schema import BadRecord, Paper
+from assistant.sources import read_papers
+from assistant.store import Store
+
+# Papers per write: bounds memory, and what a crash can lose is at most one batch of work.
+BATCH_PAPERS = 256
+
+
+def bundled_corpus() -> Path:
+    """Return the abstracts that ship inside the package (the default corpus)."""
+    return Path(str(resources.files("assistant") / "data" / "seed_abstracts.txt"))
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did, for the summary line and for tests."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    bad: int = 0
+    duplicates: int = 0  # records of a paper seen again within the same batch
+    failed_files: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Return the one-line summary the CLI prints."""
+        line = f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, bad {self.bad}"
+        if self.duplicates:
+            line += f", repeated {self.duplicates}"
+        if self.failed_files:
+            line += f", unreadable files {len(self.failed_files)}"
+        return line
+
+
+def _records(
+    paths: Iterable[Path], fmt: str, report: IngestReport, warn: Callable[[str], None]
+) -> Iterator[Paper]:
+    for path in paths:
+        try:
+            for record in read_papers(Path(path), fmt):
+                if isinstance(record, BadRecord):
+                    report.bad += 1
+                    warn(str(record))
+                else:
+                    yield record
+        except SourceError as exc:
+            report.failed_files.append(str(path))
+            warn(str(exc))
+
+
+def _batches(papers: Iterator[Paper], size: int, report: IngestReport) -> Iterator[list[Paper]]:
+    batch: dict[str, Paper] = {}
+    for paper in papers:
+        report.duplicates += paper.arxiv_id in batch
+        batch[paper.arxiv_id] = paper  # a paper listed twice in one batch: the later one wins
+        if len(batch) >= size:
+            yield list(batch.values())
+            batch = {}
+    if batch:
+        yield list(batch.values())
+
+
+class Ingester:
+    """Writes papers into a store, embedding only what is new or changed."""
+
+    def __init__(self, store: Store, embed_model: BaseEmbedding, chunking: ChunkingSettings) -> None:
+        self.store = store
+        self.embed_model = embed_model
+        self.chunker = Chunker(chunking)
+
+    def write(self, papers: list[Paper], report: IngestReport) -> None:
+        """Upsert one batch of papers and count what changed."""
+        known = self.store.fingerprints([p.arxiv_id for p in papers])
+        nodes: list[TextNode] = []
+        stale: list[str] = []
+        for paper in papers:
+            old = known.get(paper.arxiv_id)
+            if old and old[0] == content_hash(paper, self.chunker.settings):
+                report.unchanged += 1
+                continue
+            chunks = self.chunker.nodes(paper)
+            nodes.extend(chunks)
+            if old:
+                report.updated += 1
+                stale.extend(f"{paper.arxiv_id}#{i}" for i in range(len(chunks), old[1]))
+            else:
+                report.added += 1
+        if nodes:
+            vectors = self.embed_model.get_text_embedding_batch([embed_text(n) for n in nodes])
+            for node, vector in zip(nodes, vectors, strict=True):
+                node.embedding = vector
+            self.store.upsert(nodes)
+        self.store.delete_chunks(stale)
+
+    def ingest(
+        self,
+        paths: Iterable[Path],
+        fmt: str = "auto",
+        *,
+        progress: bool = False,
+        warn: Callable[[str], None] | None = None,
+    ) -> IngestReport:
+        """Ingest every readable record of `paths`; bad records and unreadable files are reported."""
+        report = IngestReport()
+        warn = warn or (lambda message: print(message, file=sys.stderr))
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(unit=" papers", file=sys.stderr, dynamic_ncols=True, desc="indexing")
+        try:
+            for batch in _batches(_records(paths, fmt, report, warn), BATCH_PAPERS, report):
+                self.write(batch, report)
+                if bar is not None:
+                    bar.update(len(batch))
+        finally:
+            if bar is not None:
+                bar.close()
+        return report

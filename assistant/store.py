@@ -1,0 +1,121 @@
+"""The Chroma store: the only module that imports chromadb or touches the store folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.schema import TextNode
+from llama_index.core.vector_stores.utils import node_to_metadata_dict
+
+from assistant.errors import EmbeddingMismatchError, StoreError
+
+# Chroma phones home unless told not to; set before chromadb is imported.
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+MODEL_KEY = "embed_model"
+
+
+class Store:
+    """One Chroma collection of abstract chunks, keyed `ARXIV_ID#CHUNK`, built by one embedding model."""
+
+    def __init__(self, path: Path, collection: str, model_id: str, *, create: bool) -> None:
+        """Open the store at `path`; a missing folder is created only when `create` is true."""
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        self.path = Path(path)
+        self.model_id = model_id
+        self._name = collection
+        if not self.path.exists() and not create:
+            raise StoreError(
+                f"store folder {self.path} does not exist; build it with "
+                f"`assistant ingest --store {self.path} FILE`, or leave out --store to use ./index_store"
+            )
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"store path {self.path} is a file, not a folder; give a folder path")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._client = chromadb.PersistentClient(
+                path=str(self.path),
+                settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
+            )
+            self._collection = self._open_collection(collection, model_id)
+        except Exception as exc:
+            raise StoreError(f"cannot open the Chroma store at {self.path}: {exc}") from None
+        built_with = (self._collection.metadata or {}).get(MODEL_KEY)
+        if built_with != model_id:
+            raise EmbeddingMismatchError(
+                f"store {self.path} was built with embedding model {built_with!r}, but this assistant "
+                f"embeds with {model_id!r}; re-ingest into a new --store folder"
+            )
+
+    def _open_collection(self, name: str, model_id: str) -> Any:
+        # get_or_create would be simpler, but we must never touch an existing collection's metadata.
+        if name in {c.name for c in self._client.list_collections()}:
+            return self._client.get_collection(name, embedding_function=None)
+        return self._client.create_collection(
+            name,
+            embedding_function=None,  # we always supply vectors: Chroma's default downloads a model
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={MODEL_KEY: model_id},
+        )
+
+    def vector_store(self) -> Any:
+        """Return the collection as a llama-index `ChromaVectorStore` for retrieval."""
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        return ChromaVectorStore(chroma_collection=self._collection)
+
+    def count(self) -> int:
+        """Return the number of chunks."""
+        return int(self._collection.count())
+
+    def paper_count(self) -> int:
+        """Return the number of papers (each has exactly one chunk 0)."""
+        return len(self._collection.get(where={"chunk": 0}, include=[])["ids"])
+
+    def fingerprints(self, arxiv_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """Return {id: (content hash, number of chunks)} for the given papers already stored."""
+        if not arxiv_ids:
+            return {}
+        found = self._collection.get(
+            where={"$and": [{"arxiv_id": {"$in": list(arxiv_ids)}}, {"chunk": 0}]},
+            include=["metadatas"],
+        )
+        return {
+            str(m["arxiv_id"]): (str(m.get("content_hash", "")), int(m.get("n_chunks", 1)))  # type: ignore[arg-type]
+            for m in found["metadatas"] or []
+        }
+
+    def upsert(self, nodes: Sequence[TextNode]) -> None:
+        """Write embedded nodes; the same id overwrites, so re-ingesting never duplicates."""
+        batch = self._client.get_max_batch_size()
+        for start in range(0, len(nodes), batch):
+            part = nodes[start : start + batch]
+            self._collection.upsert(
+                ids=[n.node_id for n in part],
+                embeddings=[n.get_embedding() for n in part],
+                metadatas=[node_to_metadata_dict(n, remove_text=True) for n in part],
+                documents=[n.get_content() for n in part],
+            )
+
+    def delete_chunks(self, chunk_ids: Iterable[str]) -> None:
+        """Delete chunks by id (stale tails of papers whose abstract got shorter)."""
+        ids = list(chunk_ids)
+        if ids:
+            self._collection.delete(ids=ids)
+
+    def describe(self) -> dict[str, Any]:
+        """Return what `assistant stats` shows."""
+        size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return {
+            "store": str(self.path),
+            "collection": self._name,
+            "papers": self.paper_count(),
+            "chunks": self.count(),
+            "embedding_model": self.model_id,
+            "size_bytes": size,
+        }

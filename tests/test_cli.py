@@ -1,0 +1,91 @@
+"""The `assistant` command as users run it: a real process, real store, JSON contracts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from assistant.ingest import bundled_corpus
+
+ASK_KEYS = {"question", "answer", "citations", "passages", "backend"}
+
+
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")} | (env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=300,
+    )
+
+
+def test_ask_json_contract(seed_store: Path) -> None:
+    out = run("ask", "What is AdaScale SGD?", "--store", str(seed_store), "--json", "--top-k", "3")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data.keys() >= ASK_KEYS
+    assert data["backend"] == "extractive"
+    assert data["citations"][0] == "2007.05105"
+    assert len(data["passages"]) == 3
+    assert set(data["passages"][0]) >= {"arxiv_id", "title", "score", "text"}
+    assert set(data["citations"]) <= {p["arxiv_id"] for p in data["passages"]}
+
+
+def test_ingest_summary_and_stats(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    first = run("ingest", str(bundled_corpus()), "--store", store)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "added 10, updated 0, unchanged 0, bad 0"
+    again = run("ingest", str(bundled_corpus()), "--store", store, "--format", "seed")
+    assert again.stdout.strip() == "added 0, updated 0, unchanged 10, bad 0"
+    stats = json.loads(run("stats", "--store", store, "--json").stdout)
+    assert stats["papers"] == 10 and stats["chunks"] >= 10
+    assert stats["embedding_model"] == "all-MiniLM-L6-v2-onnx-int8"
+    assert stats["store"] == store
+
+
+def test_env_store_and_text_output(seed_store: Path) -> None:
+    out = run("ask", "Energy based view of GANs", env={"ASSISTANT_STORE": str(seed_store)})
+    assert out.returncode == 0, out.stderr
+    assert "[arXiv:1910.13101]" in out.stdout
+    assert "https://arxiv.org/abs/1910.13101" in out.stdout
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path: Path, seed_store: Path) -> None:
+    cases = [
+        ("ask", "", "--store", str(seed_store)),
+        ("ask", "x" * 100_000, "--store", str(seed_store)),
+        ("ask", "anything", "--store", str(tmp_path / "missing")),
+        ("stats", "--config", "no-such-profile"),
+    ]
+    for args in cases:
+        out = run(*args, cwd=tmp_path)
+        assert out.returncode == 1, args
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("assistant: error: "), out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_partial_failure_keeps_going(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes('{"id": "2501.00001", "abstract": "Caf\xe9 au lait"}\n'.encode("latin-1"))
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"id": "2501.00002", "abstract": "A fine abstract."}\n')
+    out = run("ingest", str(latin1), str(tmp_path / "nope.jsonl"), str(good), "--store", str(tmp_path / "s"))
+    assert out.returncode == 1
+    assert out.stdout.strip() == "added 1, updated 0, unchanged 0, bad 1, unreadable files 1"
+    assert f"{latin1}:1: not UTF-8 text" in out.stderr
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("assistant")
+    out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "ingest" in out.stdout
