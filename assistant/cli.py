@@ -12,6 +12,7 @@ from typing import Any
 
 from assistant.config import Settings
 from assistant.errors import AssistantError
+from assistant.retrieval import RETRIEVERS
 from assistant.schema import Answer
 from assistant.sources import FORMATS
 
@@ -33,6 +34,25 @@ def _parser() -> argparse.ArgumentParser:
         "--store", metavar="DIR", help="Chroma store folder (default ./index_store, $ASSISTANT_STORE)"
     )
 
+    search = argparse.ArgumentParser(add_help=False)
+    search.add_argument("--top-k", type=int, metavar="N", help="papers to retrieve (default 5)")
+    search.add_argument("--retriever", choices=RETRIEVERS, help="dense, bm25 or hybrid (default hybrid)")
+    search.add_argument(
+        "--category",
+        action="append",
+        metavar="CAT",
+        help="only this category (cs.CL) or archive (cs.*); repeatable",
+    )
+    search.add_argument(
+        "--since", metavar="YYYY-MM-DD", help="only papers first listed on or after this date"
+    )
+    search.add_argument(
+        "--until", metavar="YYYY-MM-DD", help="only papers first listed on or before this date"
+    )
+    search.add_argument(
+        "--author", metavar="NAME", help="only papers with an author whose name contains NAME"
+    )
+
     parser = argparse.ArgumentParser(prog="assistant", description="Cited answers from arXiv abstracts.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -44,13 +64,15 @@ def _parser() -> argparse.ArgumentParser:
         "--format", default="auto", choices=FORMATS, help="input format (default: detect from content)"
     )
 
-    ask = commands.add_parser("ask", parents=[common], help="answer one question with cited sources")
+    ask = commands.add_parser("ask", parents=[common, search], help="answer one question with cited sources")
     ask.add_argument("question", metavar="QUESTION")
-    ask.add_argument("--top-k", type=int, metavar="N", help="papers to retrieve (default 5)")
     ask.add_argument("--json", action="store_true", help="print the answer as JSON")
 
-    chat = commands.add_parser("chat", parents=[common], help="ask questions in a terminal loop")
-    chat.add_argument("--top-k", type=int, metavar="N", help="papers to retrieve (default 5)")
+    commands.add_parser(
+        "chat",
+        parents=[common, search],
+        help="a conversation in the terminal: follow-up questions understood",
+    )
 
     stats = commands.add_parser("stats", parents=[common], help="what the store holds")
     stats.add_argument("--json", action="store_true", help="print as JSON")
@@ -60,8 +82,21 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.load(
         config=args.config,
-        overrides={"store.path": args.store, "retrieval.top_k": getattr(args, "top_k", None)},
+        overrides={
+            "store.path": args.store,
+            "retrieval.top_k": getattr(args, "top_k", None),
+            "retrieval.retriever": getattr(args, "retriever", None),
+        },
     )
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "categories": args.category or (),
+        "since": args.since,
+        "until": args.until,
+        "author": args.author,
+    }
 
 
 def format_answer(result: Answer) -> str:
@@ -98,7 +133,7 @@ def _ingest(args: argparse.Namespace) -> int:
 def _ask(args: argparse.Namespace) -> int:
     from assistant.pipeline import Assistant
 
-    result = Assistant(_settings(args)).ask(args.question, top_k=args.top_k)
+    result = Assistant(_settings(args)).ask(args.question, filters=_filters(args))
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json else format_answer(result))
     return 0
 
@@ -107,7 +142,11 @@ def _chat(args: argparse.Namespace) -> int:
     from assistant.pipeline import Assistant
 
     bot = Assistant(_settings(args))
-    print("Ask about the indexed abstracts; an empty line or Ctrl-D ends.", file=sys.stderr)
+    history: list[Answer] = []
+    print(
+        "Ask about the indexed abstracts; follow-ups may say 'it'. An empty line or Ctrl-D ends.",
+        file=sys.stderr,
+    )
     while True:
         try:
             question = input("? ")
@@ -116,7 +155,8 @@ def _chat(args: argparse.Namespace) -> int:
         if not question.strip():
             return 0
         try:
-            print(format_answer(bot.ask(question, top_k=args.top_k)), end="\n\n")
+            history.append(bot.chat(question, history, filters=_filters(args)))
+            print(format_answer(history[-1]), end="\n\n")
         except AssistantError as exc:
             print(f"assistant: {exc}", file=sys.stderr)
 

@@ -6,7 +6,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -62,22 +62,97 @@ class ChunkingSettings(Section):
 
 class RetrievalSettings(Section):
     top_k: int = setting(5, "papers retrieved per question", "ASSISTANT_TOP_K", ge=1, le=100)
-    min_score: float = setting(
-        0.20,
-        "cosine similarity below which a passage does not count as answering (see README)",
-        "ASSISTANT_MIN_SCORE",
-        ge=-1.0,
-        le=1.0,
+    retriever: Literal["dense", "bm25", "hybrid"] = setting(
+        "hybrid", "dense (MiniLM), bm25 (keywords) or hybrid (both, fused)", "ASSISTANT_RETRIEVER"
     )
+    fusion: Literal["relative_score", "reciprocal_rerank", "dist_based_score"] = setting(
+        "relative_score", "how hybrid fuses the dense and BM25 rankings", "ASSISTANT_FUSION"
+    )
+    # Relevance thresholds on the passage's cosine similarity to the question, calibrated per
+    # retriever (README "Knowing when not to answer"); below it the assistant declines.
+    min_score_dense: float = setting(
+        0.20, "decline below this cosine (dense)", "ASSISTANT_MIN_SCORE_DENSE", ge=-1, le=1
+    )
+    min_score_bm25: float = setting(
+        0.20, "decline below this cosine (bm25)", "ASSISTANT_MIN_SCORE_BM25", ge=-1, le=1
+    )
+    min_score_hybrid: float = setting(
+        0.20, "decline below this cosine (hybrid)", "ASSISTANT_MIN_SCORE_HYBRID", ge=-1, le=1
+    )
+
+    def min_score(self, retriever: str | None = None) -> float:
+        """Return the relevance threshold of `retriever` (default: the configured one)."""
+        return float(getattr(self, f"min_score_{retriever or self.retriever}"))
 
 
 class AnswerSettings(Section):
-    llm: str = setting("extractive", "which answerer writes the answer", "ASSISTANT_LLM")
+    llm: str = setting(
+        "extractive",
+        "which answerer writes the answer: auto, extractive, local, llamacpp:PATH, openai:MODEL, "
+        "openai-compatible:MODEL@URL or ollama:MODEL",
+        "ASSISTANT_LLM",
+    )
+    hosted: str = setting(
+        "openai:gpt-4o-mini",
+        "the hosted model `auto` prefers when it is usable (openai: needs OPENAI_API_KEY); empty = none",
+        "ASSISTANT_HOSTED_LLM",
+    )
+    timeout: float = setting(
+        30.0,
+        "seconds a hosted model may take to connect or send the next piece before falling back",
+        "ASSISTANT_LLM_TIMEOUT",
+        gt=0,
+    )
+    max_tokens: int = setting(
+        256, "longest generated answer, in tokens", "ASSISTANT_LLM_MAX_TOKENS", ge=16, le=4096
+    )
+    max_context_tokens: int = setting(
+        320,
+        "passage text sent to a generative model, in tokens (about 4 characters each)",
+        "ASSISTANT_LLM_CONTEXT_TOKENS",
+        ge=32,
+        le=3000,
+    )
+    threads: int = setting(
+        2, "CPU threads of an in-process llama.cpp model; 0 = its default", "ASSISTANT_LLM_THREADS", ge=0
+    )
+    ollama_base_url: str = setting(
+        "http://127.0.0.1:11434", "where the Ollama server listens", "ASSISTANT_OLLAMA_URL"
+    )
     max_sentences: int = setting(
         3, "sentences the extractive answerer quotes", "ASSISTANT_MAX_SENTENCES", ge=1, le=20
     )
     max_question_chars: int = setting(
         2000, "longest question accepted", "ASSISTANT_MAX_QUESTION_CHARS", ge=10
+    )
+
+
+class FetchSettings(Section):
+    api_url: str = setting(
+        "https://export.arxiv.org/api/query", "arXiv API query endpoint", "ASSISTANT_ARXIV_API_URL"
+    )
+    oai_url: str = setting("https://oaipmh.arxiv.org/oai", "arXiv OAI-PMH base URL", "ASSISTANT_OAI_URL")
+    oai_format: Literal["arXivRaw", "arXiv", "oai_dc"] = setting(
+        "arXivRaw", "OAI-PMH metadataPrefix to harvest", "ASSISTANT_OAI_FORMAT"
+    )
+    delay: float = setting(
+        3.0, "seconds between requests (arXiv asks for at least 3)", "ASSISTANT_FETCH_DELAY", ge=0
+    )
+    retries: int = setting(
+        4, "retries of a 503/429/5xx answer or a dropped connection", "ASSISTANT_FETCH_RETRIES", ge=0, le=20
+    )
+    backoff: float = setting(
+        10.0, "first wait before a retry when the server names none; doubles", "ASSISTANT_FETCH_BACKOFF", ge=0
+    )
+    max_wait: float = setting(
+        300.0, "longest single wait, even if Retry-After asks for more", "ASSISTANT_FETCH_MAX_WAIT", ge=0
+    )
+    timeout: float = setting(60.0, "seconds to wait for a server answer", "ASSISTANT_FETCH_TIMEOUT", gt=0)
+    page_size: int = setting(
+        100, "arXiv API results per request", "ASSISTANT_API_PAGE_SIZE", ge=1, le=2000
+    )
+    max_results: int = setting(
+        1000, "arXiv API results fetched per query unless --max says", "ASSISTANT_API_MAX_RESULTS", ge=1
     )
 
 
@@ -89,6 +164,7 @@ class Settings(Section):
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
 
     @classmethod
     def load(

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from assistant.citations import verify
+from assistant.condense import condense
 from assistant.config import Settings
 from assistant.embeddings import MODEL_ID, MiniLMEmbedding, default_embedding
 from assistant.errors import InputError
-from assistant.extractive import extractive_answer
+from assistant.generation import stream_answer
 from assistant.ingest import Ingester, bundled_corpus
-from assistant.retrieval import DenseRetriever
+from assistant.llms import Backend, resolve
+from assistant.retrieval import Filters, Retrieval
 from assistant.schema import Answer, Passage
 from assistant.store import Store
+
+if TYPE_CHECKING:
+    from llama_index.core.llms.llm import LLM
 
 DEFAULT_STORE = Path("index_store")
 
@@ -41,17 +46,25 @@ class Assistant:
         *,
         embed_model: MiniLMEmbedding | None = None,
         store: Store | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.settings = settings or Settings.load()
+        # Resolved first: a bad `--llm` spec fails before anything slow is loaded.
+        self._backend = backend or resolve(self.settings.answer)
         self.embed_model = embed_model or default_embedding(self.settings.embedding.threads)
         self.embed_model.batch_tokens = self.settings.embedding.batch_tokens
         self.store = store or open_store(self.settings, for_writing=False)
-        self._retriever: DenseRetriever | None = None
+        self._retrieval: Retrieval | None = None
 
     @property
     def backend(self) -> str:
-        """Name the answerer in use."""
-        return "extractive"
+        """Name the configured answerer (an `Answer` says `extractive` if it had to fall back)."""
+        return self._backend.name
+
+    @property
+    def llm(self) -> LLM | None:
+        """Return the generative model (loaded on first use), or None for the extractive answerer."""
+        return None if self._backend.extractive else self._backend.llm()
 
     def ensure_indexed(self) -> None:
         """Index the bundled abstracts into an empty store, saying so on stderr."""
@@ -64,33 +77,74 @@ class Assistant:
                 [bundled_corpus()], progress=True
             )
 
-    def retrieve(self, question: str, top_k: int | None = None) -> list[Passage]:
-        """Return the best passage of each of the `top_k` most relevant papers."""
+    def retrieve(
+        self,
+        question: str,
+        top_k: int | None = None,
+        *,
+        filters: Filters | dict[str, Any] | None = None,
+        retriever: str | None = None,
+    ) -> list[Passage]:
+        """Return the best passage of each of the `top_k` most relevant papers that pass `filters`."""
         question = check_question(question, self.settings.answer.max_question_chars)
         self.ensure_indexed()
-        if self._retriever is None:
-            self._retriever = DenseRetriever(self.store, self.embed_model)
-        return self._retriever.retrieve(question, top_k or self.settings.retrieval.top_k)
+        if self._retrieval is None:
+            self._retrieval = Retrieval(self.store, self.embed_model, fusion=self.settings.retrieval.fusion)
+        return self._retrieval.retrieve(
+            question,
+            top_k or self.settings.retrieval.top_k,
+            kind=retriever or self.settings.retrieval.retriever,
+            filters=Filters.make(filters),
+        )
 
-    def ask(self, question: str, *, top_k: int | None = None) -> Answer:
-        """Answer `question` from the store, citing only retrieved papers."""
+    def chat(
+        self,
+        message: str,
+        history: Sequence[Any] | None = None,
+        *,
+        top_k: int | None = None,
+        filters: Filters | dict[str, Any] | None = None,
+        retriever: str | None = None,
+    ) -> Answer:
+        """Answer a message in a conversation: a follow-up is made stand-alone before retrieval."""
+        message = check_question(message, self.settings.answer.max_question_chars)
+        query = condense(message, history, llm=getattr(self, "llm", None))
+        return self.ask(message, top_k=top_k, filters=filters, retriever=retriever, query=query)
+
+    def ask(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        filters: Filters | dict[str, Any] | None = None,
+        retriever: str | None = None,
+        query: str | None = None,
+    ) -> Answer:
+        """Answer `question` from the store, citing only retrieved papers; `query` overrides the search."""
+        *_, result = self.stream(question, top_k=top_k, filters=filters, retriever=retriever, query=query)
+        assert isinstance(result, Answer)
+        return result
+
+    def stream(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        filters: Filters | dict[str, Any] | None = None,
+        retriever: str | None = None,
+        query: str | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield the answer's text as it is generated, then the verified `Answer` as the last item."""
         question = check_question(question, self.settings.answer.max_question_chars)
-        passages = self.retrieve(question, top_k)
-        draft = extractive_answer(
+        passages = self.retrieve(query or question, top_k, filters=filters, retriever=retriever)
+        yield from stream_answer(
+            self._backend,
             question,
             passages,
-            self.embed_model,
-            min_score=self.settings.retrieval.min_score,
-            max_sentences=self.settings.answer.max_sentences,
-        )
-        checked = verify(draft, {p.arxiv_id for p in passages})
-        return Answer(
-            question=question,
-            text=checked.text,
-            citations=checked.citations,
-            passages=passages,
-            backend=self.backend,
-            dropped_citations=checked.dropped,
+            embed_model=self.embed_model,
+            settings=self.settings.answer,
+            min_score=self.settings.retrieval.min_score(retriever),
+            query=query,
         )
 
 
@@ -101,6 +155,13 @@ def open_store(settings: Settings, *, for_writing: bool) -> Store:
     return Store(path, settings.store.collection, MODEL_ID, create=create)
 
 
-def answer(question: str, *, top_k: int | None = None, settings: Settings | None = None) -> Answer:
+def answer(
+    question: str,
+    *,
+    top_k: int | None = None,
+    filters: Filters | dict[str, Any] | None = None,
+    retriever: str | None = None,
+    settings: Settings | None = None,
+) -> Answer:
     """Answer one question with the configured store (indexing the bundled abstracts if empty)."""
-    return Assistant(settings).ask(question, top_k=top_k)
+    return Assistant(settings).ask(question, top_k=top_k, filters=filters, retriever=retriever)

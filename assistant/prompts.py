@@ -2,3 +2,38 @@
 
 # The answer when no retrieved passage is relevant enough; front ends and evaluation match on it.
 NOT_FOUND = "The indexed abstracts do not answer this question."
+
+# Fixed, so llama.cpp reuses its KV cache across questions: nothing question-specific goes here.
+SYSTEM_PROMPT = (
+    "You answer questions about research papers using only the numbered passages in the user's "
+    "message. Each passage starts with its source as [arXiv:ID].\n"
+    "Rules:\n"
+    "1. Use only facts stated in the passages; never add outside knowledge.\n"
+    "2. End every sentence that states a fact with the source it comes from, written exactly as "
+    "[arXiv:ID] with the ID of that passage.\n"
+    f"3. If the passages do not answer the question, reply exactly: {NOT_FOUND}\n"
+    "4. Answer in one to three short sentences."
+)
+
+PASSAGE = "Passage {number} [arXiv:{arxiv_id}]{title}\n{text}"
+
+# Small models follow the citation rule only when it is repeated at the end (measured).
+USER_PROMPT = (
+    "Passages:\n\n{passages}\n\n"
+    "Question: {question}\n\n"
+    "Answer only from the passages above. End each sentence with its source as [arXiv:ID]. "
+    f"If the passages do not contain the answer, reply exactly: {NOT_FOUND}"
+)
+
+# One line on stderr and in `Answer.warnings` when a generative backend fails mid-answer.
+FALLBACK_NOTICE = "{backend} failed ({reason}); answered with the extractive answerer instead"
+
+# Rewrites a follow-up into a stand-alone question (adapted from llama-index's condense prompt).
+CONDENSE_TEMPLATE = """Given the conversation below and a follow-up question, rewrite the follow-up \
+as one stand-alone question that names what it refers to. Reply with the question only.
+
+Conversation:
+{chat_history}
+
+Follow-up question: {question}
+Stand-alone question:"""

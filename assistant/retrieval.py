@@ -1,55 +1,243 @@
-"""Retrieval over the store through llama-index: dense top-k, one passage per paper."""
+"""Retrievers over the store: dense, BM25 and their fusion, with metadata filters, one passage per paper."""
 
 from __future__ import annotations
 
-import math
+import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.schema import NodeWithScore
+from llama_index.core.llms import MockLLM
+from llama_index.core.retrievers import BaseRetriever, QueryFusionRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
+from assistant import keyword
+from assistant.chunking import date_number
+from assistant.errors import InputError
 from assistant.schema import Passage
+from assistant.sources.ids import normalize_id
 from assistant.store import Store
 
+RETRIEVERS = ("dense", "bm25", "hybrid")
 # Chunks fetched per wanted paper before collapsing: a paper has at most a few chunks.
 OVERFETCH = 3
 
 
-def cosine_from_chroma(score: float | None) -> float:
-    """Undo ChromaVectorStore's `exp(-distance)` (cosine space: distance = 1 - cos) to get cos."""
-    # SEE: llama_index/vector_stores/chroma/base.py `_query`: similarity_score = math.exp(-distance)
-    return 1.0 + math.log(score) if score and score > 0 else -1.0
+@dataclass(frozen=True)
+class Filters:
+    """Metadata filters; every one given must hold. An empty match returns nothing."""
+
+    categories: tuple[str, ...] = ()  # any of: exact ("cs.CL") or archive prefix ("cs.*")
+    since: str | None = None  # YYYY-MM-DD, inclusive
+    until: str | None = None
+    author: str | None = None  # case-insensitive substring of any author name
+    ids: tuple[str, ...] = ()
+
+    @classmethod
+    def make(cls, value: Filters | dict[str, Any] | None) -> Filters:
+        """Accept a `Filters`, a dict of its fields (lists or comma-separated strings), or None."""
+        if value is None:
+            return cls()
+        if isinstance(value, dict):
+            unknown = set(value) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise InputError(
+                    f"unknown filter(s) {sorted(unknown)}; use {sorted(cls.__dataclass_fields__)}"
+                )
+            value = cls(
+                categories=_listed(value.get("categories")),
+                since=value.get("since") or None,
+                until=value.get("until") or None,
+                author=value.get("author") or None,
+                ids=_listed(value.get("ids")),
+            )
+        for name in ("since", "until"):
+            date = getattr(value, name)
+            if date is not None and not _valid_date(date):
+                raise InputError(f"filter {name}={date!r} is not a date; write YYYY-MM-DD")
+        return value
+
+    def __bool__(self) -> bool:
+        return bool(self.categories or self.since or self.until or self.author or self.ids)
+
+    def where(self, author_ids: Sequence[str] | None = None) -> dict[str, Any] | None:
+        """Translate to a Chroma `where` clause; authors come in as the ids that match them."""
+        clauses: list[dict[str, Any]] = []
+        if self.categories:
+            options = [_category_clause(c) for c in self.categories]
+            clauses.append(options[0] if len(options) == 1 else {"$or": options})
+        if self.since:
+            clauses.append({"date": {"$gte": date_number(self.since)}})
+        if self.until:
+            clauses.append({"date": {"$lte": date_number(self.until)}})
+        if self.ids:
+            clauses.append({"arxiv_id": {"$in": [normalize_id(i) for i in self.ids]}})
+        if author_ids is not None:
+            clauses.append({"arxiv_id": {"$in": list(author_ids)}})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def matches(self, entry: dict[str, Any]) -> bool:
+        """Whether a chunk's catalog entry passes every filter."""
+        if self.categories and not any(_category_match(c, entry) for c in self.categories):
+            return False
+        date = int(entry.get("date") or 0)
+        if self.since and date < date_number(self.since):
+            return False
+        if self.until and date > date_number(self.until):
+            return False
+        if self.ids and entry.get("arxiv_id") not in {normalize_id(i) for i in self.ids}:
+            return False
+        return not (self.author and self.author.lower() not in str(entry.get("authors", "")).lower())
 
 
-def one_per_paper(hits: Sequence[NodeWithScore], top_k: int) -> list[Passage]:
-    """Keep the best-scoring chunk of each paper, in rank order, up to `top_k` papers."""
-    passages: dict[str, Passage] = {}
-    for hit in hits:
-        meta = dict(hit.node.metadata)
-        arxiv_id = str(meta.get("arxiv_id", hit.node.node_id.split("#")[0]))
-        if arxiv_id in passages:
-            continue
-        passages[arxiv_id] = Passage(
-            arxiv_id=arxiv_id,
-            title=str(meta.get("title") or "") or None,
-            score=round(cosine_from_chroma(hit.score), 4),
-            text=hit.node.get_content(),
-            metadata=meta,
+def _listed(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else (value or ())
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _valid_date(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _category_clause(category: str) -> dict[str, Any]:
+    if category.endswith(".*"):
+        return {"archives": {"$contains": category[:-2]}}
+    return {"categories": {"$contains": category}}
+
+
+def _category_match(category: str, entry: dict[str, Any]) -> bool:
+    if category.endswith(".*"):
+        return category[:-2] in (entry.get("archives") or ())
+    return category in (entry.get("categories") or ())
+
+
+class KeywordRetriever(BaseRetriever):
+    """llama-index's BM25Retriever over the persisted index, hits re-read from Chroma whole."""
+
+    def __init__(self, store: Store, bm25: Any, top_k: int, mask: np.ndarray | None) -> None:
+        from llama_index.retrievers.bm25 import BM25Retriever
+
+        self._store = store
+        # Built per query: with an existing index the constructor is cheap (no re-indexing).
+        self._bm25 = BM25Retriever(
+            existing_bm25=bm25,
+            stemmer=keyword.stemmer(),
+            similarity_top_k=min(top_k, len(bm25.corpus)),
+            token_pattern=keyword.TOKEN_PATTERN,
+            corpus_weight_mask=None if mask is None else mask.tolist(),
         )
-    ranked = sorted(passages.values(), key=lambda p: p.score, reverse=True)
-    return ranked[:top_k]
+        super().__init__()
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        hits = [h for h in self._bm25.retrieve(query_bundle) if (h.score or 0) > 0]
+        records = self._store.get_chunks([h.node.node_id for h in hits])
+        # The same node objects as dense retrieval builds, so fusion sees one node, not two.
+        return [
+            NodeWithScore(
+                node=metadata_dict_to_node(
+                    records[h.node.node_id]["metadata"], text=records[h.node.node_id]["document"]
+                ),
+                score=h.score,
+            )
+            for h in hits
+            if h.node.node_id in records
+        ]
 
 
-class DenseRetriever:
-    """Nearest chunks by cosine similarity of MiniLM vectors."""
+class Retrieval:
+    """Dense, BM25 or hybrid retrieval with filters; each passage scored by cosine to the question."""
 
-    name = "dense"
-
-    def __init__(self, store: Store, embed_model: BaseEmbedding) -> None:
+    def __init__(self, store: Store, embed_model: BaseEmbedding, *, fusion: str = "relative_score") -> None:
+        self.store = store
+        self.embed_model = embed_model
+        self.fusion = fusion
         self._index = VectorStoreIndex.from_vector_store(store.vector_store(), embed_model=embed_model)
+        self._bm25: Any = None
+        self._bm25_generation = -1
 
-    def retrieve(self, query: str, top_k: int) -> list[Passage]:
+    def keyword_index(self) -> Any:
+        """Return the BM25 index, rebuilt when the store changed since it was built."""
+        generation = self.store.generation()
+        if self._bm25 is None or generation != self._bm25_generation:
+            self._bm25 = keyword.load_or_build(self.store)
+            self._bm25_generation = generation
+        return self._bm25
+
+    def _dense(self, n: int, where: dict[str, Any] | None) -> BaseRetriever:
+        kwargs = {"vector_store_kwargs": {"where": where}} if where else {}
+        return self._index.as_retriever(similarity_top_k=n, **kwargs)
+
+    def retrieve(
+        self, query: str, top_k: int, *, kind: str = "hybrid", filters: Filters | None = None
+    ) -> list[Passage]:
         """Return up to `top_k` papers' best passages for `query`, best first."""
-        retriever = self._index.as_retriever(similarity_top_k=top_k * OVERFETCH)
-        return one_per_paper(retriever.retrieve(query), top_k)
+        if kind not in RETRIEVERS:
+            raise InputError(f"unknown retriever {kind!r}; use one of: {', '.join(RETRIEVERS)}")
+        filters = filters or Filters()
+        n = top_k * OVERFETCH
+        mask = None
+        author_ids = None
+        if filters and (kind != "dense" or filters.author):
+            corpus = self.keyword_index().corpus
+            mask = np.fromiter((filters.matches(e) for e in corpus), dtype=np.int8, count=len(corpus))
+            if not mask.any():
+                return []
+            if filters.author:
+                author_ids = sorted({corpus[i]["arxiv_id"] for i in np.flatnonzero(mask)})
+        where = filters.where(author_ids)
+        bundle = QueryBundle(query, embedding=self.embed_model.get_query_embedding(query))
+        retrievers: list[BaseRetriever] = []
+        if kind in ("dense", "hybrid"):
+            retrievers.append(self._dense(n, where))
+        if kind in ("bm25", "hybrid"):
+            retrievers.append(KeywordRetriever(self.store, self.keyword_index(), n, mask))
+        if len(retrievers) == 1:
+            hits = retrievers[0].retrieve(bundle)
+        else:
+            fused = QueryFusionRetriever(
+                retrievers,
+                llm=MockLLM(),  # never called: one query, no LLM query generation
+                mode=self.fusion,  # type: ignore[arg-type]
+                similarity_top_k=n,
+                num_queries=1,
+                use_async=False,
+            )
+            hits = fused.retrieve(bundle)
+        return self._passages(hits, bundle.embedding, top_k)
+
+    def _passages(self, hits: Sequence[NodeWithScore], query_vector: Any, top_k: int) -> list[Passage]:
+        best: dict[str, NodeWithScore] = {}
+        for hit in hits:  # in rank order: the first chunk of a paper is its best
+            arxiv_id = str(hit.node.metadata.get("arxiv_id", hit.node.node_id.split("#")[0]))
+            best.setdefault(arxiv_id, hit)
+        chosen = list(best.items())[:top_k]
+        vectors = self.store.get_chunks([h.node.node_id for _, h in chosen], embeddings=True)
+        query = np.asarray(query_vector, dtype=np.float32)
+        passages = []
+        for arxiv_id, hit in chosen:
+            vector = vectors.get(hit.node.node_id, {}).get("embedding")
+            cosine = (
+                float(np.dot(query, np.asarray(vector, dtype=np.float32))) if vector is not None else -1.0
+            )
+            meta = dict(hit.node.metadata)
+            meta["rank_score"] = hit.score
+            passages.append(
+                Passage(
+                    arxiv_id=arxiv_id,
+                    title=str(meta.get("title") or "") or None,
+                    score=round(cosine, 4),
+                    text=hit.node.get_content(),
+                    metadata=meta,
+                )
+            )
+        return passages

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable, Sequence
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,12 @@ from assistant.errors import EmbeddingMismatchError, StoreError
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 MODEL_KEY = "embed_model"
+GENERATION_KEY = "generation"
+KEYWORD_POINTER = "keyword_index.json"
+# Where an interrupted OAI-PMH harvest left off: {harvest key: last resumptionToken}.
+HARVESTS = "oai_harvests.json"
+# Chunks read per page when scanning the whole collection (bounded memory per page).
+SCAN_PAGE = 5000
 
 
 class Store:
@@ -101,12 +109,75 @@ class Store:
                 metadatas=[node_to_metadata_dict(n, remove_text=True) for n in part],
                 documents=[n.get_content() for n in part],
             )
+        if nodes:
+            self._bump_generation()
 
     def delete_chunks(self, chunk_ids: Iterable[str]) -> None:
         """Delete chunks by id (stale tails of papers whose abstract got shorter)."""
         ids = list(chunk_ids)
         if ids:
             self._collection.delete(ids=ids)
+            self._bump_generation()
+
+    def generation(self) -> int:
+        """Return the store's change counter, as written by any process (read fresh each time)."""
+        metadata = self._client.get_collection(self._name, embedding_function=None).metadata or {}
+        return int(metadata.get(GENERATION_KEY, 0))
+
+    def _bump_generation(self) -> None:
+        # Derived indexes (the keyword index) compare this counter to know they are stale.
+        metadata = dict(self._client.get_collection(self._name, embedding_function=None).metadata or {})
+        metadata[GENERATION_KEY] = int(metadata.get(GENERATION_KEY, 0)) + 1
+        self._collection.modify(metadata=metadata)
+
+    def get_chunks(self, chunk_ids: Sequence[str], *, embeddings: bool = False) -> dict[str, Any]:
+        """Return Chroma's record (document, metadata, optionally embedding) of each chunk id."""
+        if not chunk_ids:
+            return {}
+        include = ["documents", "metadatas", *(["embeddings"] if embeddings else [])]
+        found = self._collection.get(ids=list(chunk_ids), include=include)
+        out = {}
+        for i, chunk_id in enumerate(found["ids"]):
+            out[chunk_id] = {
+                "document": found["documents"][i],
+                "metadata": found["metadatas"][i],
+                **({"embedding": found["embeddings"][i]} if embeddings else {}),
+            }
+        return out
+
+    def scan(self) -> Iterator[tuple[list[str], list[str], list[dict[str, Any]]]]:
+        """Yield (ids, documents, metadatas) pages covering every chunk."""
+        offset = 0
+        while True:
+            page = self._collection.get(include=["documents", "metadatas"], limit=SCAN_PAGE, offset=offset)
+            if not page["ids"]:
+                return
+            yield page["ids"], page["documents"], page["metadatas"]  # type: ignore[misc]
+            offset += len(page["ids"])
+
+    def save_keyword_index(self, bm25: Any, generation: int) -> None:
+        """Persist a bm25s index built at `generation`, atomically: a reader sees old or new, never half."""
+        folder = self.path / f"keyword-{generation}-{os.getpid()}"
+        bm25.save(str(folder), corpus=bm25.corpus, show_progress=False)
+        pointer = self.path / KEYWORD_POINTER
+        tmp = pointer.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps({"folder": folder.name, "generation": generation}))
+        os.replace(tmp, pointer)
+        for old in self.path.glob("keyword-*"):
+            if old != folder and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+
+    def load_keyword_index(self) -> tuple[Any, int] | None:
+        """Return the persisted (bm25s index, generation it was built at), or None if there is none."""
+        import bm25s
+
+        pointer = self.path / KEYWORD_POINTER
+        try:
+            info = json.loads(pointer.read_text())
+            bm25 = bm25s.BM25.load(str(self.path / info["folder"]), load_corpus=True, show_progress=False)
+        except (OSError, ValueError, KeyError):
+            return None  # missing or unreadable: the caller rebuilds it
+        return bm25, int(info["generation"])
 
     def describe(self) -> dict[str, Any]:
         """Return what `assistant stats` shows."""
@@ -119,3 +190,27 @@ class Store:
             "embedding_model": self.model_id,
             "size_bytes": size,
         }
+
+    def _harvests(self) -> dict[str, Any]:
+        try:
+            saved = json.loads((self.path / HARVESTS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}  # no harvest was interrupted here (an unreadable file means: start over)
+        return saved if isinstance(saved, dict) else {}
+
+    def harvest_token(self, key: str) -> str | None:
+        """Return the resumptionToken an interrupted OAI-PMH harvest `key` left off at, or None."""
+        token = self._harvests().get(key)
+        return token if isinstance(token, str) else None
+
+    def save_harvest_token(self, key: str, token: str | None) -> None:
+        """Record where harvest `key` goes on (None: it is complete), atomically."""
+        saved = self._harvests()
+        if token:
+            saved[key] = token
+        else:
+            saved.pop(key, None)
+        path = self.path / HARVESTS
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+        os.replace(tmp, path)

@@ -15,12 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_precedence(tmp_path: Path) -> None:
     profile = tmp_path / "p.toml"
-    profile.write_text('[store]\npath = "from-toml"\n[retrieval]\ntop_k = 7\nmin_score = 0.5\n')
+    profile.write_text('[store]\npath = "from-toml"\n[retrieval]\ntop_k = 7\nmin_score_hybrid = 0.5\n')
     env = {"ASSISTANT_CONFIG": str(profile), "ASSISTANT_TOP_K": "9", "ASSISTANT_STORE": "from-env"}
     settings = Settings.load(env=env, overrides={"store.path": "from-flag", "retrieval.top_k": None})
     assert settings.store.path == Path("from-flag")
     assert settings.retrieval.top_k == 9
-    assert settings.retrieval.min_score == 0.5
+    assert settings.retrieval.min_score() == 0.5
     assert Settings.load(env={}).store.path == Path("index_store")
 
 
