@@ -11,6 +11,7 @@ from pathlib import Path
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import TextNode
 
+from assistant import keyword
 from assistant.chunking import Chunker, content_hash, embed_text
 from assistant.config import ChunkingSettings
 from assistant.errors import SourceError
@@ -132,4 +133,7 @@ class Ingester:
         finally:
             if bar is not None:
                 bar.close()
+        if report.added or report.updated:
+            # Rebuild the keyword index now, so the first question after an ingest is not slow.
+            keyword.load_or_build(self.store, progress=progress)
         return report
