@@ -23,3 +23,7 @@ class StoreError(AssistantError):
 
 class EmbeddingMismatchError(StoreError):
     """The store was built with another embedding model than the one configured."""
+
+
+class LLMError(AssistantError):
+    """A generative backend is misconfigured, missing or cannot be loaded."""

@@ -1,0 +1,195 @@
+"""Answer generation: a tight cited context -> an answerer -> verified citations -> `Answer`."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+
+from assistant.citations import parse_citations, verify
+from assistant.config import AnswerSettings
+from assistant.embeddings import MiniLMEmbedding
+from assistant.extractive import extractive_answer, sentences
+from assistant.llms import Backend
+from assistant.prompts import FALLBACK_NOTICE, NOT_FOUND, PASSAGE, SYSTEM_PROMPT, USER_PROMPT
+from assistant.schema import Answer, Passage
+
+# English prose runs ~4 characters per token for the GPT-2/Qwen/Llama tokenizers; close enough
+# for a budget, and it needs no tokenizer (a hosted model's is not at hand).
+CHARS_PER_TOKEN = 4
+MIN_CLAIM_CHARS = 20
+HEADER_TOKENS = 12  # a "Passage n [arXiv:ID]" line, before its title
+_PARAGRAPH = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*\u2022]|\d+[.)])\s)")
+# Small models sometimes cite a passage by its number ("[2]") instead of its id.
+_NUMBERED = re.compile(r"\[(?:Passage\s*)?(\d{1,2})\]", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Context:
+    """The passages shown to the model, each cut down to the sentences that matter."""
+
+    papers: list[tuple[Passage, list[str]]]
+
+    def ids(self) -> list[str]:
+        """Return the arXiv ids in the order they are numbered."""
+        return [p.arxiv_id for p, _ in self.papers]
+
+    def render(self) -> str:
+        """Return the numbered passages as the user message shows them."""
+        return "\n\n".join(
+            PASSAGE.format(
+                number=n,
+                arxiv_id=p.arxiv_id,
+                title=f" {p.title}" if p.title else "",
+                text=" ".join(chosen),
+            )
+            for n, (p, chosen) in enumerate(self.papers, start=1)
+        )
+
+
+def approx_tokens(text: str) -> int:
+    """Estimate a text's length in LLM tokens."""
+    return len(text) // CHARS_PER_TOKEN + 1
+
+
+def select_context(
+    question: str,
+    passages: Sequence[Passage],
+    embed_model: MiniLMEmbedding,
+    *,
+    min_score: float,
+    max_tokens: int,
+) -> Context:
+    """Keep the sentences closest to the question, across relevant passages, within `max_tokens`."""
+    relevant = [p for p in passages if p.score >= min_score]
+    candidates = [
+        (rank, position, sentence)
+        for rank, p in enumerate(relevant)
+        for position, sentence in enumerate(sentences(p.text))
+    ]
+    if not candidates:
+        return Context([])
+    vectors = embed_model.embed([question] + [c[2] for c in candidates])
+    similarity = vectors[1:] @ vectors[0]
+    chosen: list[tuple[int, int, str]] = []
+    papers: set[int] = set()
+    used = 0
+    # Prompt tokens dominate CPU latency, so the budget is strict: skip what does not fit.
+    for i in sorted(range(len(candidates)), key=lambda i: -similarity[i]):
+        rank = candidates[i][0]
+        header = HEADER_TOKENS + approx_tokens(relevant[rank].title or "")
+        cost = approx_tokens(candidates[i][2]) + (0 if rank in papers else header)
+        if used + cost <= max_tokens or not chosen:
+            chosen.append(candidates[i])
+            papers.add(rank)
+            used += cost
+    chosen.sort()
+    return Context(
+        [(p, [c[2] for c in chosen if c[0] == rank]) for rank, p in enumerate(relevant) if rank in papers]
+    )
+
+
+def build_messages(question: str, context: Context) -> list[ChatMessage]:
+    """Return the grounded chat: the fixed system prompt, then passages, question and rules."""
+    return [
+        ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT),
+        ChatMessage(
+            role=MessageRole.USER,
+            content=USER_PROMPT.format(passages=context.render(), question=question),
+        ),
+    ]
+
+
+def number_to_id(text: str, ids: Sequence[str]) -> str:
+    """Rewrite `[n]` passage numbers as the `[arXiv:ID]` of the n-th passage."""
+
+    def replace(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        return f"[arXiv:{ids[n - 1]}]" if 1 <= n <= len(ids) else match.group(0)
+
+    return _NUMBERED.sub(replace, text)
+
+
+def uncited_claims(text: str) -> list[str]:
+    """Return the sentences that state something with no citation after them in their paragraph."""
+    uncited: list[str] = []
+    for paragraph in _PARAGRAPH.split(text.replace(NOT_FOUND, " ")):
+        pending: list[str] = []
+        for sentence in sentences(paragraph):
+            if parse_citations(sentence):
+                pending = []  # a citation covers the uncited sentences just before it
+            elif len(sentence) >= MIN_CLAIM_CHARS and not sentence.rstrip().endswith(":"):
+                pending.append(sentence)
+        uncited.extend(pending)
+    return uncited
+
+
+def finish(
+    question: str, draft: str, passages: list[Passage], backend: str, warnings: Sequence[str] = ()
+) -> Answer:
+    """Verify the draft's citations against the passages and package the answer."""
+    checked = verify(draft, {p.arxiv_id for p in passages})
+    return Answer(
+        question=question,
+        text=checked.text,
+        citations=checked.citations,
+        passages=passages,
+        backend=backend,
+        dropped_citations=checked.dropped,
+        grounded=not uncited_claims(checked.text),
+        warnings=list(warnings),
+    )
+
+
+def stream_answer(
+    backend: Backend,
+    question: str,
+    passages: list[Passage],
+    *,
+    embed_model: MiniLMEmbedding,
+    settings: AnswerSettings,
+    min_score: float,
+    query: str | None = None,
+) -> Iterator[str | Answer]:
+    """Yield the answer's text as it is generated, then the verified `Answer`.
+
+    `query` is the stand-alone form of a follow-up `question`; the passages were retrieved for it.
+    """
+    query = query or question
+
+    def extractive(warnings: Sequence[str] = ()) -> Answer:
+        draft = extractive_answer(
+            query, passages, embed_model, min_score=min_score, max_sentences=settings.max_sentences
+        )
+        return finish(question, draft, passages, "extractive", warnings)
+
+    if backend.extractive:
+        yield extractive()
+        return
+    context = select_context(
+        query, passages, embed_model, min_score=min_score, max_tokens=settings.max_context_tokens
+    )
+    if not context.papers:
+        yield finish(question, NOT_FOUND, passages, backend.name)
+        return
+    text = ""
+    failure = None
+    try:
+        for piece in backend.stream(build_messages(query, context)):
+            text += piece
+            yield piece
+    except Exception as exc:  # a remote service can fail in any way; that must not lose the answer
+        if not backend.hosted:
+            raise
+        failure = backend.describe_failure(exc)
+    if failure is None and not text.strip():
+        failure = "it returned an empty answer"
+    if failure is not None:
+        notice = FALLBACK_NOTICE.format(backend=backend.name, reason=failure)
+        print(f"assistant: {notice}", file=sys.stderr)
+        yield extractive([notice])
+        return
+    yield finish(question, number_to_id(text, context.ids()), passages, backend.name)

@@ -1,0 +1,188 @@
+"""The answerer registry: a short spec (`local`, `openai:gpt-4o-mini`, ...) -> a llama-index LLM.
+
+SDKs are imported inside the provider that needs them, so `import assistant` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from assistant.config import AnswerSettings
+from assistant.errors import ConfigError, LLMError
+from assistant.llms.llamacpp import (
+    BUNDLED_NAME,
+    INSTALL_LOCAL,
+    LlamaCppChat,
+    bundled_installed,
+    bundled_model_path,
+    llama_cpp_installed,
+)
+from assistant.prompts import SYSTEM_PROMPT
+
+if TYPE_CHECKING:
+    from llama_index.core.base.llms.types import ChatMessage
+    from llama_index.core.llms.llm import LLM
+
+VALID_FORMS = (
+    "auto",
+    "extractive",
+    "local",
+    "llamacpp:/path/to/model.gguf",
+    "openai:MODEL",
+    "openai-compatible:MODEL@http://host:port/v1",
+    "ollama:MODEL",
+)
+INSTALL_HOSTED = "pip install -e '.[hosted]'"
+# Read only by `openai-compatible:`: the user's OpenAI key must never reach a third-party server.
+COMPATIBLE_KEY_ENV = "OPENAI_COMPATIBLE_API_KEY"
+_COMPATIBLE = re.compile(r"(?P<model>[^@\s]+)@(?P<url>https?://\S+)")
+_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{3})[A-Za-z0-9_\-*]+")
+
+
+@dataclass
+class Backend:
+    """A chosen answerer: the name `Answer.backend` shows and, unless extractive, how to build its LLM."""
+
+    name: str
+    factory: Callable[[], LLM] | None = None
+    # Hosted backends fail over to the extractive answerer; local ones raise (a local failure is a bug).
+    hosted: bool = False
+    secret: str | None = field(default=None, repr=False)
+    _llm: LLM | None = field(default=None, init=False, repr=False)
+
+    @property
+    def extractive(self) -> bool:
+        """Whether this is the built-in answerer that needs no model."""
+        return self.factory is None
+
+    def llm(self) -> LLM:
+        """Build the LLM on first use (loading a local model takes seconds)."""
+        if self.factory is None:
+            raise LLMError("the extractive answerer has no LLM")
+        if self._llm is None:
+            self._llm = self.factory()
+            if isinstance(self._llm, LlamaCppChat):
+                self._llm.load()
+        return self._llm
+
+    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
+        """Yield the reply to `messages` piece by piece."""
+        for response in self.llm().stream_chat(messages):
+            if response.delta:
+                yield response.delta
+
+    def describe_failure(self, exc: BaseException) -> str:
+        """Say in one line, with no secret in it, why a call failed."""
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+        if self.secret:
+            reason = reason.replace(self.secret, "***")
+        return _KEY_LIKE.sub(r"\1***", reason)[:200]
+
+
+def resolve(settings: AnswerSettings, env: Mapping[str, str] | None = None) -> Backend:
+    """Turn `settings.llm` into a backend, failing early with a message that says what to fix."""
+    env = os.environ if env is None else env
+    spec = settings.llm.strip()
+    if spec == "auto":
+        return resolve(settings.model_copy(update={"llm": _auto_choice(settings, env)}), env)
+    kind, _, arg = spec.partition(":")
+    if spec == "extractive":
+        return Backend("extractive")
+    if spec == "local":
+        if not llama_cpp_installed():
+            raise LLMError(f"the local model needs llama-cpp-python: run {INSTALL_LOCAL}")
+        return Backend(f"local:{BUNDLED_NAME}", lambda: _llamacpp(bundled_model_path(), settings))
+    if kind == "llamacpp" and arg:
+        path = Path(arg).expanduser()
+        if not path.is_file():
+            raise LLMError(f"llamacpp: no model file at {str(path)!r}; give the path of a .gguf file")
+        if not llama_cpp_installed():
+            raise LLMError(f"llamacpp: needs llama-cpp-python: run {INSTALL_LOCAL}")
+        return Backend(f"llamacpp:{path.name}", lambda: _llamacpp(path, settings))
+    if kind == "openai" and arg:
+        key = env.get("OPENAI_API_KEY", "").strip()
+        if not key:
+            raise LLMError(f"{spec} needs an API key: set OPENAI_API_KEY (or use --llm local)")
+        _need("llama_index.llms.openai", spec)
+        return Backend(spec, lambda: _openai(arg, key, settings), hosted=True, secret=key)
+    if kind == "openai-compatible" and (match := _COMPATIBLE.fullmatch(arg)):
+        key = env.get(COMPATIBLE_KEY_ENV, "").strip()
+        _need("llama_index.llms.openai_like", spec)
+        model, url = match["model"], match["url"]
+        return Backend(
+            spec, lambda: _openai_compatible(model, url, key, settings), hosted=True, secret=key or None
+        )
+    if kind == "ollama" and arg:
+        _need("llama_index.llms.ollama", spec)
+        return Backend(spec, lambda: _ollama(arg, settings), hosted=True)
+    raise ConfigError(f"unknown answerer {spec!r}; use one of: {', '.join(VALID_FORMS)}")
+
+
+def _auto_choice(settings: AnswerSettings, env: Mapping[str, str]) -> str:
+    """Pick a configured hosted model, else the bundled local one if installed, else extractive."""
+    hosted = settings.hosted.strip()
+    if hosted and (not hosted.startswith("openai:") or env.get("OPENAI_API_KEY", "").strip()):
+        return hosted
+    return "local" if bundled_installed() else "extractive"
+
+
+def _need(module: str, spec: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise LLMError(f"{spec} needs llama-index's client for it: run {INSTALL_HOSTED}")
+
+
+def _llamacpp(path: Path, settings: AnswerSettings) -> LLM:
+    return LlamaCppChat(
+        model_path=str(path),
+        threads=settings.threads,
+        max_tokens=settings.max_tokens,
+        warm_prompt=SYSTEM_PROMPT,
+    )
+
+
+def _openai(model: str, key: str, settings: AnswerSettings) -> LLM:
+    from llama_index.llms.openai import OpenAI
+
+    # No retries: a failing call falls back to the extractive answer within one timeout.
+    return OpenAI(
+        model=model,
+        api_key=key,
+        timeout=settings.timeout,
+        max_retries=0,
+        temperature=0.0,
+        max_tokens=settings.max_tokens,
+    )
+
+
+def _openai_compatible(model: str, url: str, key: str, settings: AnswerSettings) -> LLM:
+    from llama_index.llms.openai_like import OpenAILike
+
+    return OpenAILike(
+        model=model,
+        api_base=url,
+        api_key=key or "not-needed",
+        is_chat_model=True,
+        timeout=settings.timeout,
+        max_retries=0,
+        temperature=0.0,
+        max_tokens=settings.max_tokens,
+    )
+
+
+def _ollama(model: str, settings: AnswerSettings) -> LLM:
+    from llama_index.llms.ollama import Ollama
+
+    return Ollama(
+        model=model,
+        base_url=settings.ollama_base_url,
+        request_timeout=settings.timeout,
+        temperature=0.0,
+        additional_kwargs={"num_predict": settings.max_tokens},
+    )

