@@ -1,0 +1,160 @@
+"""Retrieval benchmark: recall@1/5/10, MRR and warm latency of dense, BM25 and hybrid retrieval.
+
+Queries nobody hand-tunes: each sampled paper's real title, with titles kept OUT of the indexed
+text (`chunking.include_title = false`). Also prints the relevance-threshold calibration: the
+best passage's cosine for on-topic (title) queries versus off-topic questions.
+
+    python bench/retrieval.py --n 20000 --n 75000          # default data: ../shared/data
+    python bench/retrieval.py --data PATH.jsonl.gz --n 5000 --questions 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from assistant.config import Settings
+from assistant.embeddings import default_embedding
+from assistant import keyword
+from assistant.ingest import BATCH_PAPERS, IngestReport, Ingester
+from assistant.pipeline import Assistant, open_store
+from assistant.schema import Paper
+from assistant.sources import read_papers
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = (
+    Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data")) / "arxiv-cs-75k.kaggle.jsonl.gz"
+)
+KINDS = ("dense", "bm25", "hybrid")
+# Questions no arXiv CS abstract answers: what the threshold must decline.
+OFF_TOPIC = [
+    "What is the capital of Australia?",
+    "How do I bake sourdough bread?",
+    "Who won the 1998 football world cup?",
+    "What is the boiling point of water at sea level?",
+    "How many legs does a spider have?",
+    "When was the Eiffel Tower built?",
+    "What is a good recipe for lasagna?",
+    "Who wrote Pride and Prejudice?",
+    "How tall is Mount Everest?",
+    "What is the best time of year to plant tulips?",
+    "How do I change a flat tyre on a bicycle?",
+    "What currency is used in Japan?",
+    "Which planet has the most moons?",
+    "How long should I boil an egg?",
+    "What is the plot of Hamlet?",
+    "Who painted the Mona Lisa?",
+    "What are the rules of cricket?",
+    "How do I remove a red wine stain from a carpet?",
+    "What is the population of Brazil?",
+    "Which wine goes well with fish?",
+]
+
+
+def papers(data: Path, n: int) -> list[Paper]:
+    """Return the first `n` readable papers of `data`."""
+    return [p for p in itertools.islice(read_papers(data), n) if isinstance(p, Paper)]
+
+
+def build_store(data: Path, corpus: list[Paper], n: int, folder: Path) -> Assistant:
+    """Ingest `corpus` without titles (reused if already built) and return an assistant."""
+    settings = Settings.load(
+        env={}, overrides={"store.path": folder / f"{data.name}-{n}-notitle", "chunking.include_title": False}
+    )
+    embed = default_embedding()
+    store = open_store(settings, for_writing=True)
+    if store.paper_count() < len(corpus):
+        start = time.perf_counter()
+        ingester, report = Ingester(store, embed, settings.chunking), IngestReport()
+        for i in range(0, len(corpus), BATCH_PAPERS):
+            ingester.write(corpus[i : i + BATCH_PAPERS], report)
+            print(f"\r{i + BATCH_PAPERS} / {len(corpus)} papers", end="", file=sys.stderr)
+        keyword.load_or_build(store)
+        print(
+            f"\nbuilt {store.path}: {report.summary()} in {time.perf_counter() - start:.0f} s",
+            file=sys.stderr,
+        )
+    return Assistant(settings, embed_model=embed, store=store)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Return the q-th percentile (0-100) by nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def evaluate(bot: Assistant, questions: list[Paper], kind: str) -> dict[str, float]:
+    """Run every title query through one retriever; return recall@k, MRR, latency and best cosines."""
+    bot.retrieve("warm up the caches", top_k=10, retriever=kind)
+    ranks, times, best = [], [], []
+    for paper in questions:
+        start = time.perf_counter()
+        found = bot.retrieve(paper.title or "", top_k=10, retriever=kind)
+        times.append((time.perf_counter() - start) * 1000)
+        ids = [p.arxiv_id for p in found]
+        ranks.append(ids.index(paper.arxiv_id) + 1 if paper.arxiv_id in ids else None)
+        best.append(max((p.score for p in found), default=-1.0))
+    n = len(questions)
+    return {
+        "recall@1": sum(r == 1 for r in ranks) / n,
+        "recall@5": sum(r is not None and r <= 5 for r in ranks) / n,
+        "recall@10": sum(r is not None for r in ranks) / n,
+        "mrr": sum(1 / r for r in ranks if r) / n,
+        "p50_ms": statistics.median(times),
+        "p95_ms": percentile(times, 95),
+        "on_topic_p5_cosine": percentile(best, 5),
+    }
+
+
+def off_topic(bot: Assistant, kind: str) -> dict[str, float]:
+    """Return the highest best-passage cosine over the off-topic questions, and how many are declined."""
+    scores = [max((p.score for p in bot.retrieve(q, retriever=kind)), default=-1.0) for q in OFF_TOPIC]
+    threshold = bot.settings.retrieval.min_score(kind)
+    return {
+        "off_topic_max_cosine": max(scores),
+        "off_topic_declined": sum(s < threshold for s in scores) / len(scores),
+    }
+
+
+def main() -> int:
+    """Parse flags, build stores, print one Markdown table per corpus size."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kaggle JSON lines (.gz)")
+    parser.add_argument("--n", type=int, action="append", help="papers to index (repeatable; default 20000)")
+    parser.add_argument("--questions", type=int, default=300, help="title queries sampled per size")
+    parser.add_argument(
+        "--stores", type=Path, default=Path("/tmp/arxiv-assistant-bench"), help="where stores are kept"
+    )
+    parser.add_argument("--fusion", default="relative_score", help="hybrid fusion mode(s), comma-separated")
+    args = parser.parse_args()
+    for n in args.n or [20000]:
+        corpus = papers(args.data, n)
+        titled = [p for p in corpus if p.title]
+        questions = random.Random(0).sample(titled, min(args.questions, len(titled)))
+        bot = build_store(args.data, corpus, n, args.stores)
+        print(
+            f"\n### {bot.store.paper_count()} papers, {len(questions)} title queries (titles not indexed)\n"
+        )
+        columns = ["recall@1", "recall@5", "recall@10", "mrr", "p50_ms", "p95_ms", "on_topic_p5_cosine"]
+        extra = ["off_topic_max_cosine", "off_topic_declined"]
+        print("| retriever | " + " | ".join(columns + extra) + " |")
+        print("|---" * (len(columns) + len(extra) + 1) + "|")
+        for kind in KINDS:
+            for fusion in args.fusion.split(",") if kind == "hybrid" else [""]:
+                if fusion:
+                    bot.settings.retrieval.fusion = fusion  # type: ignore[assignment]
+                    bot._retrieval = None  # rebuilt with the new fusion mode on next use
+                row = evaluate(bot, questions, kind) | off_topic(bot, kind)
+                name = f"hybrid ({fusion})" if fusion else kind
+                print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in columns + extra) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Dense, BM25 and hybrid retrieval, filters, keyword-index sync and follow-up questions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from assistant.condense import condense, turns
+from assistant.embeddings import MiniLMEmbedding
+from assistant.errors import InputError
+from assistant.ingest import Ingester
+from assistant.pipeline import Assistant, open_store
+from assistant.prompts import NOT_FOUND
+from assistant.retrieval import RETRIEVERS, Filters
+from tests.conftest import make_settings
+
+
+@pytest.fixture(scope="module")
+def head200(tmp_path_factory: pytest.TempPathFactory, embed: MiniLMEmbedding, data_dir: Path) -> Assistant:
+    """An assistant over the 200 real papers of the Kaggle snapshot's head (2007, many archives)."""
+    settings = make_settings(tmp_path_factory.mktemp("head200") / "store")
+    store = open_store(settings, for_writing=True)
+    Ingester(store, embed, settings.chunking).ingest([data_dir / "formats" / "kaggle-snapshot-head200.jsonl"])
+    return Assistant(settings, embed_model=embed, store=store)
+
+
+def ids(passages: list) -> list[str]:  # type: ignore[type-arg]
+    return [p.arxiv_id for p in passages]
+
+
+# "CheckList" is a made-up name: the dense model sees word pieces, BM25 sees the exact token.
+KEYWORD_ONLY = ("CheckList", "2005.04118")
+# No stemmed word in common with the abstract: only the meaning matches (BM25 finds nothing).
+PARAPHRASE_ONLY = ("cheaply imitating annotators who judge assistant replies", "2305.14387")
+
+
+@pytest.mark.parametrize(("question", "arxiv_id"), [KEYWORD_ONLY, PARAPHRASE_ONLY])
+def test_hybrid_finds_keyword_only_and_paraphrase_only_questions(
+    seed_assistant: Assistant, question: str, arxiv_id: str
+) -> None:
+    assert ids(seed_assistant.retrieve(question, retriever="hybrid"))[0] == arxiv_id
+
+
+def test_each_retriever_alone_misses_one_of_them(seed_assistant: Assistant) -> None:
+    # Why hybrid: BM25 alone cannot match the paraphrase, which shares no stemmed term.
+    assert seed_assistant.retrieve(PARAPHRASE_ONLY[0], retriever="bm25") == []
+    assert ids(seed_assistant.retrieve(KEYWORD_ONLY[0], retriever="bm25"))[0] == KEYWORD_ONLY[1]
+
+
+@pytest.mark.parametrize("kind", RETRIEVERS)
+def test_filters_alone_and_combined(head200: Assistant, kind: str) -> None:
+    def found(query: str = "combinatorics of graphs and particles", **filters: object) -> list:  # type: ignore[type-arg]
+        return head200.retrieve(query, top_k=50, retriever=kind, filters=filters)
+
+    exact = found(categories=["math.CO"])
+    assert exact and all("math.CO" in p.metadata["categories"] for p in exact)
+    prefix = found(categories="math.*")
+    assert len(prefix) > len(exact) and all("math" in p.metadata["archives"] for p in prefix)
+    either = found(categories=["hep-ph", "math.CO"])
+    assert {c for p in either for c in p.metadata["categories"]} >= {"hep-ph", "math.CO"}
+    late = found(since="2007-04-02")
+    assert late and all(p.metadata["date"] >= 20070402 for p in late)
+    early = found(until="2007-03-31")
+    assert early and all(p.metadata["date"] <= 20070331 for p in early)
+    assert ids(found("photon pairs at hadron colliders", author="nadolsky")) == ["0704.0001"]
+    chosen = found("graphs and counting automata", ids=["0704.0002v1", "arXiv:0704.0004"])
+    assert sorted(ids(chosen)) == ["0704.0002", "0704.0004"]
+    both = found(categories=["math.CO"], since="2007-04-02")
+    assert both and all(
+        "math.CO" in p.metadata["categories"] and p.metadata["date"] >= 20070402 for p in both
+    )
+    assert set(ids(both)) < set(ids(exact))
+
+
+@pytest.mark.parametrize("kind", RETRIEVERS)
+def test_empty_filter_match_returns_nothing(head200: Assistant, kind: str) -> None:
+    for filters in ({"categories": ["q-bio.XX"]}, {"since": "2030-01-01"}, {"author": "Nobody Atall"}):
+        assert head200.retrieve("graphs", retriever=kind, filters=filters) == []
+    result = head200.ask("graphs", retriever=kind, filters={"since": "2030-01-01"})
+    assert (result.text, result.citations) == (NOT_FOUND, [])
+
+
+def test_bad_filters_are_clear_errors(head200: Assistant) -> None:
+    with pytest.raises(InputError, match="YYYY-MM-DD"):
+        head200.retrieve("graphs", filters={"since": "last year"})
+    with pytest.raises(InputError, match="unknown filter"):
+        head200.retrieve("graphs", filters={"venue": "ICML"})
+    with pytest.raises(InputError, match="unknown retriever"):
+        head200.retrieve("graphs", retriever="magic")
+
+
+def test_keyword_index_is_rebuilt_after_an_upsert(tmp_path: Path, embed: MiniLMEmbedding) -> None:
+    settings = make_settings(tmp_path / "s")
+    store = open_store(settings, for_writing=True)
+    ingester = Ingester(store, embed, settings.chunking)
+    records = tmp_path / "a.jsonl"
+    records.write_text(
+        json.dumps({"id": "2501.00001", "abstract": "Sparse attention kernels on GPUs."}) + "\n"
+    )
+    ingester.ingest([records])
+    bot = Assistant(settings, embed_model=embed, store=store)
+    assert ids(bot.retrieve("zorblax", retriever="bm25")) == []
+    records.write_text(
+        json.dumps({"id": "2501.00002", "abstract": "The zorblax estimator for ranking."}) + "\n"
+    )
+    ingester.ingest([records])
+    # The same Assistant sees the new paper: the store's generation changed, so BM25 was rebuilt.
+    assert ids(bot.retrieve("zorblax", retriever="bm25")) == ["2501.00002"]
+    stale_pointer = store.load_keyword_index()
+    assert stale_pointer is not None and stale_pointer[1] == store.generation()
+
+
+def test_follow_up_with_the_extractive_fallback(seed_assistant: Assistant) -> None:
+    first = seed_assistant.chat("What is CheckList?")
+    assert first.citations[0] == "2005.04118"
+    follow = seed_assistant.chat("What did its user study find?", [first])
+    assert follow.citations[0] == "2005.04118"
+    assert "bugs" in follow.text
+    assert condense("What did its user study find?", [first]).startswith("What did its user study find? ")
+
+
+def test_follow_up_history_as_chat_messages(seed_assistant: Assistant) -> None:
+    history = [
+        {"role": "user", "content": "What is AdaScale SGD?"},
+        {"role": "assistant", "content": "An algorithm ... [arXiv:2007.05105]"},
+    ]
+    assert turns(history)[0].citations == ("2007.05105",)
+    assert seed_assistant.chat("How does it compare to other methods?", history).citations[0] == "2007.05105"
+
+
+class RewritingLLM:
+    """A fake LLM: returns one queued rewrite and records the prompt it was given."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply, self.prompts = reply, []  # type: ignore[var-annotated]
+
+    def complete(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        return self.reply
+
+
+def test_follow_up_condensed_by_an_llm() -> None:
+    llm = RewritingLLM("What did the CheckList user study find?")
+    history = [("What is CheckList?", "A testing method [arXiv:2005.04118]")]
+    assert (
+        condense("What did its user study find?", history, llm=llm)
+        == "What did the CheckList user study find?"
+    )
+    assert "What is CheckList?" in llm.prompts[0]
+    # A stand-alone question is left alone and costs no LLM call.
+    assert condense("What is AdaScale SGD?", history, llm=llm) == "What is AdaScale SGD?"
+    assert len(llm.prompts) == 1
+
+
+@pytest.mark.parametrize("kind", RETRIEVERS)
+@pytest.mark.parametrize("question", ["What is the capital of Australia?", "How do I bake sourdough bread?"])
+def test_off_topic_questions_are_declined(seed_assistant: Assistant, kind: str, question: str) -> None:
+    result = seed_assistant.ask(question, retriever=kind)
+    assert (result.text, result.citations) == (NOT_FOUND, [])
+
+
+def test_filters_object_passes_through() -> None:
+    value = Filters(categories=("cs.CL",))
+    assert Filters.make(value) is value
+    assert Filters.make({"categories": "cs.CL, cs.*"}).categories == ("cs.CL", "cs.*")
+    assert not Filters.make(None)
