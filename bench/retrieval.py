@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from assistant import keyword
 from assistant.config import Settings
 from assistant.embeddings import default_embedding
-from assistant import keyword
-from assistant.ingest import BATCH_PAPERS, IngestReport, Ingester
+from assistant.ingest import BATCH_PAPERS, Ingester, IngestReport
 from assistant.pipeline import Assistant, open_store
 from assistant.schema import Paper
 from assistant.sources import read_papers
