@@ -56,12 +56,28 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assistant", description="Cited answers from arXiv abstracts.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ingest = commands.add_parser("ingest", parents=[common], help="index abstract files into the store")
+    ingest = commands.add_parser(
+        "ingest", parents=[common], help="index abstract files, or fetch abstracts from arXiv, into the store"
+    )
     ingest.add_argument(
-        "paths", nargs="+", metavar="PATH", type=Path, help="seed listing or Kaggle JSON lines (.gz too)"
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        type=Path,
+        help="seed listing, Kaggle JSON lines, arXiv API (Atom) or OAI-PMH XML; .gz too",
     )
     ingest.add_argument(
         "--format", default="auto", choices=FORMATS, help="input format (default: detect from content)"
+    )
+    live = ingest.add_argument_group("fetching from arXiv instead of files (politely: one request per 3 s)")
+    live.add_argument("--arxiv-query", metavar="QUERY", help='arXiv API search, e.g. "cat:cs.CL AND abs:rag"')
+    live.add_argument("--max", type=int, metavar="N", help="results of --arxiv-query to fetch (default 1000)")
+    live.add_argument("--arxiv-ids", metavar="ID,ID", help="fetch these papers, e.g. 2305.14387,2005.04118")
+    live.add_argument("--oai-set", metavar="SET", help="harvest an OAI-PMH set: cs, math, physics:hep-th")
+    live.add_argument("--from", dest="from_date", metavar="YYYY-MM-DD", help="harvest what changed since")
+    live.add_argument("--until", metavar="YYYY-MM-DD", help="harvest what changed up to this day")
+    live.add_argument(
+        "--oai-format", choices=("arXivRaw", "arXiv", "oai_dc"), help="metadataPrefix (default arXivRaw)"
     )
 
     ask = commands.add_parser("ask", parents=[common, search], help="answer one question with cited sources")
@@ -116,18 +132,40 @@ def format_answer(result: Answer) -> str:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    from functools import partial
+
     from assistant.embeddings import default_embedding
-    from assistant.ingest import Ingester
+    from assistant.errors import InputError
+    from assistant.fetch import LiveRequest, fetch
+    from assistant.ingest import Ingester, IngestReport
     from assistant.pipeline import open_store
 
+    live = LiveRequest(
+        query=args.arxiv_query,
+        ids=args.arxiv_ids,
+        limit=args.max,
+        oai_set=args.oai_set,
+        since=args.from_date,
+        until=args.until,
+        oai_format=args.oai_format,
+    )
+    if bool(args.paths) == live.given:
+        raise InputError("give input files, or one of --arxiv-query, --arxiv-ids, --oai-set (not both)")
     settings = _settings(args)
     store = open_store(settings, for_writing=True)
     embed = default_embedding(settings.embedding.threads)
-    report = Ingester(store, embed, settings.chunking).ingest(
-        args.paths, args.format, progress=sys.stderr.isatty()
-    )
-    print(report.summary())
-    return 1 if report.failed_files else 0
+    ingester = Ingester(store, embed, settings.chunking)
+    if args.paths:
+        report = ingester.ingest(args.paths, args.format, progress=sys.stderr.isatty())
+        print(report.summary())
+        return 1 if report.failed_files else 0
+    report = IngestReport()
+    say = partial(print, file=sys.stderr)
+    try:
+        fetch(ingester, report, settings.fetch, live, say, say if sys.stderr.isatty() else None)
+    finally:
+        print(report.summary())  # also when the fetch stops early: what it stored is kept
+    return 0
 
 
 def _ask(args: argparse.Namespace) -> int:

@@ -148,9 +148,7 @@ class FetchSettings(Section):
         300.0, "longest single wait, even if Retry-After asks for more", "ASSISTANT_FETCH_MAX_WAIT", ge=0
     )
     timeout: float = setting(60.0, "seconds to wait for a server answer", "ASSISTANT_FETCH_TIMEOUT", gt=0)
-    page_size: int = setting(
-        100, "arXiv API results per request", "ASSISTANT_API_PAGE_SIZE", ge=1, le=2000
-    )
+    page_size: int = setting(100, "arXiv API results per request", "ASSISTANT_API_PAGE_SIZE", ge=1, le=2000)
     max_results: int = setting(
         1000, "arXiv API results fetched per query unless --max says", "ASSISTANT_API_MAX_RESULTS", ge=1
     )

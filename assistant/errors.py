@@ -27,3 +27,7 @@ class EmbeddingMismatchError(StoreError):
 
 class LLMError(AssistantError):
     """A generative backend is misconfigured, missing or cannot be loaded."""
+
+
+class FetchError(AssistantError):
+    """A live fetch from arXiv cannot go on (network unreachable, server refusing, API error)."""
