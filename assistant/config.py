@@ -68,16 +68,16 @@ class RetrievalSettings(Section):
     fusion: Literal["relative_score", "reciprocal_rerank", "dist_based_score"] = setting(
         "relative_score", "how hybrid fuses the dense and BM25 rankings", "ASSISTANT_FUSION"
     )
-    # Relevance thresholds on the passage's cosine similarity to the question, calibrated per
-    # retriever (README "Knowing when not to answer"); below it the assistant declines.
+    # Relevance thresholds, calibrated per retriever (README "Knowing when not to answer"): a
+    # passage counts only if one of its sentences has at least this cosine to the question.
     min_score_dense: float = setting(
-        0.20, "decline below this cosine (dense)", "ASSISTANT_MIN_SCORE_DENSE", ge=-1, le=1
+        0.38, "decline below this best-sentence cosine (dense)", "ASSISTANT_MIN_SCORE_DENSE", ge=-1, le=1
     )
     min_score_bm25: float = setting(
-        0.20, "decline below this cosine (bm25)", "ASSISTANT_MIN_SCORE_BM25", ge=-1, le=1
+        0.38, "decline below this best-sentence cosine (bm25)", "ASSISTANT_MIN_SCORE_BM25", ge=-1, le=1
     )
     min_score_hybrid: float = setting(
-        0.20, "decline below this cosine (hybrid)", "ASSISTANT_MIN_SCORE_HYBRID", ge=-1, le=1
+        0.38, "decline below this best-sentence cosine (hybrid)", "ASSISTANT_MIN_SCORE_HYBRID", ge=-1, le=1
     )
 
     def min_score(self, retriever: str | None = None) -> float:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-
-import numpy as np
+from dataclasses import dataclass
 
 from assistant.embeddings import MiniLMEmbedding
 from assistant.prompts import NOT_FOUND
@@ -29,6 +28,41 @@ def sentences(text: str) -> list[str]:
     return [s for s in out if s]
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One sentence of a retrieved passage and its cosine similarity to the question."""
+
+    rank: int  # the passage's rank in retrieval
+    position: int  # the sentence's place in the passage
+    passage: Passage
+    sentence: str
+    similarity: float
+
+
+def relevant_sentences(
+    question: str, passages: Sequence[Passage], embed_model: MiniLMEmbedding, *, min_score: float
+) -> list[Scored]:
+    """Score each sentence against the question; keep the passages whose best sentence reaches `min_score`.
+
+    A passage counts as relevant by its best sentence, not by its whole-passage cosine: off-topic
+    questions land near 0.2-0.4 either way, but only on-topic ones find a sentence that says it.
+    """
+    candidates = [
+        (rank, position, p, sentence)
+        for rank, p in enumerate(passages)
+        for position, sentence in enumerate(sentences(p.text))
+        if len(sentence) >= MIN_SENTENCE_CHARS
+    ]
+    if not candidates:
+        return []
+    vectors = embed_model.embed([question] + [c[3] for c in candidates])
+    scored = [Scored(*c, float(s)) for c, s in zip(candidates, vectors[1:] @ vectors[0], strict=True)]
+    best: dict[int, float] = {}
+    for item in scored:
+        best[item.rank] = max(best.get(item.rank, -1.0), item.similarity)
+    return [item for item in scored if best[item.rank] >= min_score]
+
+
 def extractive_answer(
     question: str,
     passages: Sequence[Passage],
@@ -38,23 +72,17 @@ def extractive_answer(
     max_sentences: int,
 ) -> str:
     """Compose an answer from the sentences most similar to the question, each with its `[arXiv:ID]`."""
-    relevant = [p for p in passages if p.score >= min_score]
-    if not relevant:
+    scored = relevant_sentences(question, passages, embed_model, min_score=min_score)
+    if not scored:
         return NOT_FOUND
-    candidates = [
-        (rank, position, p.arxiv_id, sentence)
-        for rank, p in enumerate(relevant)
-        for position, sentence in enumerate(sentences(p.text))
-        if len(sentence) >= MIN_SENTENCE_CHARS
-    ]
-    if not candidates:
-        return NOT_FOUND
-    vectors = embed_model.embed([question] + [c[3] for c in candidates])
-    similarity = vectors[1:] @ vectors[0]
-    # The top paper always speaks first; the rest of the sentences go to whoever fits best.
-    best_of_top = max((i for i, c in enumerate(candidates) if c[0] == 0), key=lambda i: similarity[i])
+    # The best-ranked relevant paper speaks first; the other sentences go to whoever fits best.
+    top = min(item.rank for item in scored)
+    lead = max((item for item in scored if item.rank == top), key=lambda item: item.similarity)
     # Another sentence earns a place only if it is nearly as close to the question as the lead.
-    floor = max(min_score, SUPPORT_RATIO * float(similarity[best_of_top]))
-    others = [i for i in np.argsort(-similarity) if i != best_of_top and similarity[i] >= floor]
-    chosen = sorted([best_of_top, *others[: max_sentences - 1]], key=lambda i: candidates[i][:2])
-    return " ".join(f"{candidates[i][3]} [arXiv:{candidates[i][2]}]" for i in chosen)
+    floor = max(min_score, SUPPORT_RATIO * lead.similarity)
+    others = sorted(
+        (item for item in scored if item is not lead and item.similarity >= floor),
+        key=lambda item: -item.similarity,
+    )
+    chosen = sorted([lead, *others[: max_sentences - 1]], key=lambda item: (item.rank, item.position))
+    return " ".join(f"{item.sentence} [arXiv:{item.passage.arxiv_id}]" for item in chosen)

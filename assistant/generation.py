@@ -12,7 +12,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from assistant.citations import parse_citations, verify
 from assistant.config import AnswerSettings
 from assistant.embeddings import MiniLMEmbedding
-from assistant.extractive import extractive_answer, sentences
+from assistant.extractive import Scored, extractive_answer, relevant_sentences, sentences
 from assistant.llms import Backend
 from assistant.prompts import FALLBACK_NOTICE, NOT_FOUND, PASSAGE, SYSTEM_PROMPT, USER_PROMPT
 from assistant.schema import Answer, Passage
@@ -64,31 +64,25 @@ def select_context(
     max_tokens: int,
 ) -> Context:
     """Keep the sentences closest to the question, across relevant passages, within `max_tokens`."""
-    relevant = [p for p in passages if p.score >= min_score]
-    candidates = [
-        (rank, position, sentence)
-        for rank, p in enumerate(relevant)
-        for position, sentence in enumerate(sentences(p.text))
-    ]
-    if not candidates:
-        return Context([])
-    vectors = embed_model.embed([question] + [c[2] for c in candidates])
-    similarity = vectors[1:] @ vectors[0]
-    chosen: list[tuple[int, int, str]] = []
+    scored = relevant_sentences(question, passages, embed_model, min_score=min_score)
+    chosen: list[Scored] = []
     papers: set[int] = set()
     used = 0
     # Prompt tokens dominate CPU latency, so the budget is strict: skip what does not fit.
-    for i in sorted(range(len(candidates)), key=lambda i: -similarity[i]):
-        rank = candidates[i][0]
-        header = HEADER_TOKENS + approx_tokens(relevant[rank].title or "")
-        cost = approx_tokens(candidates[i][2]) + (0 if rank in papers else header)
+    for item in sorted(scored, key=lambda item: -item.similarity):
+        header = HEADER_TOKENS + approx_tokens(item.passage.title or "")
+        cost = approx_tokens(item.sentence) + (0 if item.rank in papers else header)
         if used + cost <= max_tokens or not chosen:
-            chosen.append(candidates[i])
-            papers.add(rank)
+            chosen.append(item)
+            papers.add(item.rank)
             used += cost
-    chosen.sort()
+    chosen.sort(key=lambda item: (item.rank, item.position))
     return Context(
-        [(p, [c[2] for c in chosen if c[0] == rank]) for rank, p in enumerate(relevant) if rank in papers]
+        [
+            (p, [c.sentence for c in chosen if c.rank == rank])
+            for rank, p in enumerate(passages)
+            if rank in papers
+        ]
     )
 
 
