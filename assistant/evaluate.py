@@ -1,0 +1,269 @@
+"""`assistant eval`: score retrieval (and answers) on the user's own test questions."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.condense import Turn, condense
+from assistant.errors import InputError, SourceError
+from assistant.extractive import relevant_sentences
+from assistant.pipeline import Assistant
+from assistant.prompts import NOT_FOUND
+from assistant.retrieval import RETRIEVERS
+from assistant.sources.ids import normalize_id
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test question: what should be retrieved and, optionally, said."""
+
+    question: str
+    expected_ids: tuple[str, ...]
+    answer_contains: tuple[str, ...] = ()
+    line: int = 0
+    conversation: int | None = None  # 0-based, for the conversation form
+    turn: int | None = None  # 1-based
+
+
+def _case(data: Any, line: int, conversation: int | None = None, turn: int | None = None) -> Case:
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("question"), str)
+        or not data["question"].strip()
+    ):
+        raise ValueError("needs a non-empty 'question' string")
+    expected = data.get("expected_ids")
+    if not isinstance(expected, list) or not all(isinstance(i, str) for i in expected):
+        raise ValueError(
+            "needs 'expected_ids': a list of arXiv ids ([] for a question the corpus cannot answer)"
+        )
+    contains = data.get("answer_contains", [])
+    if not isinstance(contains, list) or not all(isinstance(s, str) for s in contains):
+        raise ValueError("'answer_contains' must be a list of strings")
+    ids = tuple(dict.fromkeys(normalize_id(i) for i in expected))
+    return Case(data["question"].strip(), ids, tuple(contains), line, conversation, turn)
+
+
+def load_cases(path: Path, warn: Callable[[str], None]) -> list[list[Case]]:
+    """Read a questions file into conversations (a single question is a one-turn conversation)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{path}: cannot read it ({exc}); give a UTF-8 JSON-lines file") from None
+    conversations: list[list[Case]] = []
+    n_conversations = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+            if isinstance(data, dict) and "turns" in data:
+                if not isinstance(data["turns"], list) or not data["turns"]:
+                    raise ValueError("'turns' must be a non-empty list of questions")
+                turns = [_case(t, number, n_conversations, i) for i, t in enumerate(data["turns"], start=1)]
+                n_conversations += 1
+                conversations.append(turns)
+            else:
+                conversations.append([_case(data, number)])
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+            warn(f"{path}:{number}: skipped: {exc}")
+    if not conversations:
+        raise InputError(f"{path}: no questions in it; write one JSON object per line (see README)")
+    return conversations
+
+
+def retrieval_scores(
+    expected: Sequence[str], retrieved: Sequence[str], ks: Sequence[int]
+) -> dict[str, float]:
+    """Return hit@k, recall@k, ndcg@k for each k, and MRR over the whole ranking, for one question."""
+    from llama_index.core.evaluation.retrieval.metrics import MRR, HitRate, Recall
+
+    def score(metric: Any, top: Sequence[str]) -> float:
+        # llama-index's metrics refuse an empty ranking; nothing retrieved scores 0.
+        return (
+            float(metric.compute(expected_ids=list(expected), retrieved_ids=list(top)).score) if top else 0.0
+        )
+
+    scores = {f"hit@{k}": score(HitRate(), retrieved[:k]) for k in ks}
+    scores |= {f"recall@{k}": score(Recall(), retrieved[:k]) for k in ks}
+    scores |= {f"ndcg@{k}": ndcg(expected, retrieved, k) for k in ks}
+    scores["mrr"] = score(MRR(), retrieved)
+    return scores
+
+
+def ndcg(expected: Sequence[str], top: Sequence[str], k: int) -> float:
+    """Binary-relevance nDCG@k."""
+    # Not llama-index's NDCG: its ideal DCG counts every expected id even past the cut-off, so a
+    # question with more expected ids than k could never score 1 at k.
+    wanted = set(expected)
+    dcg = sum(1 / math.log2(i + 1) for i, doc in enumerate(top[:k], start=1) if doc in wanted)
+    ideal = sum(1 / math.log2(i + 1) for i in range(1, min(len(wanted), k) + 1))
+    return dcg / ideal if ideal else 0.0
+
+
+@dataclass
+class Report:
+    """Everything `assistant eval` measured; `to_dict` is the `--json` contract."""
+
+    n_questions: int
+    ks: list[int]
+    retrievers: dict[str, dict[str, float]] = field(default_factory=dict)
+    answers: dict[str, Any] = field(default_factory=dict)
+    per_question: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form: n_questions, retrievers, answers, per_question."""
+        return {
+            "n_questions": self.n_questions,
+            "retrievers": self.retrievers,
+            "answers": self.answers,
+            "per_question": self.per_question,
+        }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return round(statistics.fmean(values), 4) if values else 0.0
+
+
+def _steps(conversations: list[list[Case]]) -> Iterator[tuple[Case, list[Turn]]]:
+    """Yield each case with the conversation before it (questions only: retrieval needs no answers)."""
+    for conversation in conversations:
+        for i, case in enumerate(conversation):
+            yield case, [Turn(c.question) for c in conversation[:i]]
+
+
+def evaluate_retrieval(
+    bot: Assistant, conversations: list[list[Case]], kind: str, ks: list[int], bar: Any
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Score one retriever on every case; return its averaged metrics and the per-question rows."""
+    rows, sums, declined, unanswerable = [], [], 0, 0
+    threshold = bot.settings.retrieval.min_score(kind)
+    for case, history in _steps(conversations):
+        query = condense(case.question, history, llm=None)
+        passages = bot.retrieve(query, max(ks), retriever=kind)
+        ranked = [p.arxiv_id for p in passages]
+        rank = next((i for i, r in enumerate(ranked, start=1) if r in case.expected_ids), None)
+        row: dict[str, Any] = {
+            "question": case.question,
+            "expected_ids": list(case.expected_ids),
+            "retriever": kind,
+            "retrieved_ids": ranked,
+            "rank": rank,
+        }
+        if case.conversation is not None:
+            row |= {"conversation": case.conversation, "turn": case.turn}
+        if case.expected_ids:
+            sums.append(retrieval_scores(case.expected_ids, ranked, ks))
+        else:
+            unanswerable += 1
+            cleared = relevant_sentences(query, passages, bot.embed_model, min_score=threshold)
+            declined += not cleared
+            row["declined"] = not cleared
+        rows.append(row)
+        bar.update(1)
+    metrics = {name: _mean([s[name] for s in sums]) for name in (sums[0] if sums else {})}
+    metrics["unanswerable_declined"] = round(declined / unanswerable, 4) if unanswerable else None  # type: ignore[assignment]
+    return metrics, rows
+
+
+def evaluate_answers(
+    bot: Assistant, conversations: list[list[Case]], bar: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Answer every case through the chat path; return answer metrics and per-question rows."""
+    rows: list[dict[str, Any]] = []
+    valid, right, contains, refused, false_refusals, latency = [], [], [], [], [], []
+    for conversation in conversations:
+        history: list[Any] = []
+        for case in conversation:
+            start = time.perf_counter()
+            result = bot.chat(case.question, history)
+            latency.append(time.perf_counter() - start)
+            history.append(result)
+            retrieved = {p.arxiv_id for p in result.passages}
+            valid.append(float(set(result.citations) <= retrieved))
+            declined = result.text.strip() == NOT_FOUND or not result.citations
+            if case.expected_ids:
+                right.append(float(bool(set(result.citations) & set(case.expected_ids))))
+                false_refusals.append(float(declined))
+            else:
+                refused.append(float(declined))
+            if case.answer_contains:
+                text = result.text.lower()
+                contains.append(_mean([float(s.lower() in text) for s in case.answer_contains]))
+            rows.append(
+                {
+                    "question": case.question,
+                    "expected_ids": list(case.expected_ids),
+                    "answer": result.text,
+                    "citations": result.citations,
+                    "dropped_citations": result.dropped_citations,
+                    "backend": result.backend,
+                    "grounded": result.grounded,
+                    "latency_s": round(latency[-1], 3),
+                    **(
+                        {"conversation": case.conversation, "turn": case.turn}
+                        if case.conversation is not None
+                        else {}
+                    ),
+                }
+            )
+            bar.update(1)
+    metrics = {
+        "backend": bot.backend,
+        "citation_validity": _mean(valid),
+        "right_paper_cited": _mean(right),
+        "answer_contains": _mean(contains) if contains else None,
+        "refusal_rate_unanswerable": _mean(refused) if refused else None,
+        "false_refusal_rate": _mean(false_refusals),
+        "latency_p50_s": round(statistics.median(latency), 3),
+        "latency_mean_s": round(statistics.fmean(latency), 3),
+        "per_question": rows,
+    }
+    return metrics, rows
+
+
+def evaluate(
+    bot: Assistant,
+    conversations: list[list[Case]],
+    *,
+    retrievers: Sequence[str] = ("hybrid",),
+    ks: Sequence[int] = (1, 5, 10),
+    answers: bool = False,
+    warn: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    progress: bool = False,
+) -> Report:
+    """Run the test questions through each retriever (and the answerer) and collect the metrics."""
+    from tqdm import tqdm
+
+    for kind in retrievers:
+        if kind not in RETRIEVERS:
+            raise InputError(f"unknown retriever {kind!r}; use {', '.join(RETRIEVERS)} or all")
+    ks = sorted(set(ks))
+    cases = [c for conversation in conversations for c in conversation]
+    bot.ensure_indexed()
+    expected = sorted({i for c in cases for i in c.expected_ids})
+    unknown = sorted(set(expected) - set(bot.store.fingerprints(expected)))
+    if unknown:
+        warn(
+            f"warning: {len(unknown)} expected id(s) are not in the store, so recall cannot reach 1: "
+            + ", ".join(unknown[:10])
+        )
+    report = Report(n_questions=len(cases), ks=ks)
+    total = len(cases) * (len(retrievers) + answers)
+    with tqdm(
+        total=total, unit=" questions", file=sys.stderr, disable=not progress, desc="evaluating"
+    ) as bar:
+        for kind in retrievers:
+            report.retrievers[kind], rows = evaluate_retrieval(bot, conversations, kind, ks, bar)
+            report.per_question.extend(rows)
+        if answers:
+            report.answers, _ = evaluate_answers(bot, conversations, bar)
+    return report
