@@ -80,13 +80,23 @@ def _parser() -> argparse.ArgumentParser:
         "--oai-format", choices=("arXivRaw", "arXiv", "oai_dc"), help="metadataPrefix (default arXivRaw)"
     )
 
-    ask = commands.add_parser("ask", parents=[common, search], help="answer one question with cited sources")
+    answering = argparse.ArgumentParser(add_help=False)
+    answering.add_argument(
+        "--llm",
+        metavar="SPEC",
+        help="who writes the answer: auto, extractive, local, llamacpp:PATH, openai:MODEL, "
+        "openai-compatible:MODEL@URL, ollama:MODEL ($ASSISTANT_LLM)",
+    )
+
+    ask = commands.add_parser(
+        "ask", parents=[common, search, answering], help="answer one question with cited sources"
+    )
     ask.add_argument("question", metavar="QUESTION")
     ask.add_argument("--json", action="store_true", help="print the answer as JSON")
 
     commands.add_parser(
         "chat",
-        parents=[common, search],
+        parents=[common, search, answering],
         help="a conversation in the terminal: follow-up questions understood",
     )
 
@@ -102,6 +112,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "store.path": args.store,
             "retrieval.top_k": getattr(args, "top_k", None),
             "retrieval.retriever": getattr(args, "retriever", None),
+            "answer.llm": getattr(args, "llm", None),
         },
     )
 
@@ -117,7 +128,14 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 
 def format_answer(result: Answer) -> str:
     """Render an answer and its sources for the terminal."""
-    lines = [safe(result.text), ""]
+    return f"{safe(result.text)}\n\n{format_sources(result)}"
+
+
+def format_sources(result: Answer) -> str:
+    """Render what follows an answer's text: removed citations, grounding, sources, warnings."""
+    lines = []
+    if not result.grounded:
+        lines.append("(not grounded: some statements cite no retrieved paper; check them in the sources)")
     if result.dropped_citations:
         lines.append(
             f"(removed citations to papers that were not retrieved: {', '.join(result.dropped_citations)})"
@@ -171,8 +189,25 @@ def _ingest(args: argparse.Namespace) -> int:
 def _ask(args: argparse.Namespace) -> int:
     from assistant.pipeline import Assistant
 
-    result = Assistant(_settings(args)).ask(args.question, filters=_filters(args))
-    print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json else format_answer(result))
+    bot = Assistant(_settings(args))
+    if args.json:
+        result = bot.ask(args.question, filters=_filters(args))
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    streamed = ""
+    for piece in bot.stream(args.question, filters=_filters(args)):
+        if isinstance(piece, str):
+            streamed += piece
+            print(safe(piece), end="", flush=True)
+            continue
+        if not streamed:
+            print(safe(piece.text))
+        elif piece.text != streamed.strip():
+            # What streamed was the raw draft; show what survived citation checks or the fallback.
+            print(f"\n\nChecked answer:\n{safe(piece.text)}")
+        else:
+            print()
+        print(f"\n{format_sources(piece)}")
     return 0
 
 

@@ -1,0 +1,67 @@
+"""A deterministic LLM for pipeline tests: it replies with queued texts and records what it was sent."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from llama_index.core.base.llms.types import (
+    CompletionResponse,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.llms.callbacks import llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+from pydantic import PrivateAttr
+
+from assistant.llms import Backend
+
+
+class QueuedLLM(CustomLLM):
+    """Replies with the next queued text, streamed word by word; an exception in the queue is raised."""
+
+    _replies: deque[str | Exception] = PrivateAttr(default_factory=deque)
+    prompts: list[str] = []
+
+    def __init__(self, replies: Iterable[str | Exception] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._replies.extend(replies)
+        self.prompts = []
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """Describe the fake as a chat model."""
+        return LLMMetadata(model_name="fake", is_chat_model=True)
+
+    def _next(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        reply = self._replies.popleft()
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Return the next queued reply."""
+        return CompletionResponse(text=self._next(prompt))
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """Return the next queued reply in word-sized pieces."""
+        reply = self._next(prompt)
+
+        def pieces() -> CompletionResponseGen:
+            text = ""
+            for word in reply.split(" "):
+                delta = word if not text else f" {word}"
+                text += delta
+                yield CompletionResponse(text=text, delta=delta)
+
+        return pieces()
+
+
+def fake_backend(*replies: str | Exception, hosted: bool = True) -> tuple[Backend, QueuedLLM]:
+    """Return a backend named `fake` answering with `replies`, and its LLM to inspect."""
+    llm = QueuedLLM(replies)
+    return Backend("fake", lambda: llm, hosted=hosted), llm
