@@ -1,0 +1,285 @@
+"""The web chat: the only module that imports gradio. Thin: it calls `Assistant` and formats."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import gradio as gr
+
+from assistant.condense import condense
+from assistant.config import Settings
+from assistant.errors import AssistantError, ConfigError
+from assistant.llms.llamacpp import LlamaCppChat
+from assistant.pipeline import Assistant, check_question
+from assistant.render import (
+    CSS,
+    EMPTY_PANEL,
+    SEARCHING,
+    VERIFYING,
+    escape_markdown,
+    history_messages,
+    reply_markdown,
+    sources_html,
+)
+from assistant.retrieval import RETRIEVERS
+from assistant.schema import Answer
+
+# Questions the bundled abstracts answer, each with the paper it is about.
+EXAMPLES = {
+    "How much cheaper is simulated human feedback than crowdworkers?": "2305.14387",
+    "What is AdaScale SGD?": "2007.05105",
+    "How can NLP models be tested beyond held-out accuracy?": "2005.04118",
+    "How can 3D structure be learned from images without 3D supervision?": "2006.07630",
+}
+# Requests answered at once per endpoint. Retrieval is safe to run in parallel once warmed up
+# (onnxruntime sessions and Chroma reads are thread-safe; the lazy set-up is done before launch),
+# and a hosted model mostly waits on the network, so a few run together; more would only split
+# the 2-4 cores of a laptop between them. An in-process llama.cpp model is not thread-safe: its
+# generation is serialized by a lock (see `WebChat`), while other requests still queue cheaply.
+CONCURRENCY = 4
+# Beyond this many waiting requests, new ones are refused at once rather than waiting minutes.
+QUEUE_SIZE = 32
+# System fonts: the default theme would make every browser fetch fonts from Google.
+THEME = gr.themes.Default(
+    font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+)
+
+
+def check_exposure(host: str, auth: str | None, insecure: bool) -> tuple[str, str] | None:
+    """Refuse to serve beyond this machine without a password (unless `insecure`); parse `user:pass`."""
+    credentials = None
+    if auth is not None:
+        user, _, password = auth.partition(":")
+        if not user or not password:
+            raise ConfigError("--auth must be USER:PASSWORD, both non-empty")
+        credentials = (user, password)
+    if credentials is None and not insecure and not _loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host} without a password: anyone who can reach it could use it; "
+            "add --auth USER:PASSWORD (or --insecure if the network is trusted)"
+        )
+    return credentials
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _filters(categories: str, since: str, until: str, author: str) -> dict[str, Any]:
+    return {"categories": categories, "since": since, "until": until, "author": author}
+
+
+class WebChat:
+    """The chat's callbacks over one shared `Assistant`."""
+
+    def __init__(self, bot: Assistant) -> None:
+        self.bot = bot
+        # llama.cpp keeps one decoding state per model: two generations at once would corrupt it.
+        # (`bot.llm` loads a local model now, so the first question does not wait for it.)
+        local = isinstance(bot.llm, LlamaCppChat)
+        self._generating: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if local else contextlib.nullcontext()
+        )
+
+    def warm_up(self) -> None:
+        """Do the one-time lazy set-up now, in one thread, so parallel requests find it done."""
+        self.bot.ensure_indexed()
+        self.bot.retrieve("warm up", 1, retriever="hybrid")  # loads the model and both indexes
+
+    def answers(
+        self,
+        message: str,
+        history: Sequence[Any] | None,
+        *,
+        top_k: int | None = None,
+        filters: dict[str, Any] | None = None,
+        retriever: str | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield the reply's text pieces, then the verified `Answer`; follow-ups read `history`."""
+        settings = self.bot.settings
+        message = check_question(message, settings.answer.max_question_chars)
+        options: dict[str, Any] = {"top_k": top_k, "filters": filters, "retriever": retriever or None}
+        with self._generating:
+            if hasattr(self.bot, "stream"):
+                # What `Assistant.chat` does, streamed: make a follow-up stand-alone, then answer.
+                query = condense(message, history, llm=self.bot.llm)
+                yield from self.bot.stream(message, query=query, **options)
+            else:
+                yield self.bot.chat(message, history, **options)
+
+    def respond(
+        self,
+        message: str,
+        history: list[dict[str, Any]],
+        top_k: float,
+        retriever: str,
+        categories: str,
+        since: str,
+        until: str,
+        author: str,
+    ) -> Iterator[tuple[str, str]]:
+        """Stream the chat reply as Markdown, with the sources panel of the finished answer."""
+        text = ""
+        try:
+            for item in self.answers(
+                message,
+                history_messages(history),
+                top_k=int(top_k),
+                filters=_filters(categories, since, until, author),
+                retriever=retriever,
+            ):
+                if isinstance(item, Answer):
+                    yield reply_markdown(item.text), sources_html(item)
+                else:
+                    text += item
+                    yield reply_markdown(text, link=False), VERIFYING
+        except AssistantError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    def api_chat(
+        self,
+        message: str,
+        history: list[dict[str, Any]] | None = None,
+        top_k: int | None = None,
+        retriever: str | None = None,
+        categories: str = "",
+        since: str = "",
+        until: str = "",
+        author: str = "",
+    ) -> dict[str, Any]:
+        """Answer `message` (earlier role/content messages in `history`); return the answer as JSON."""
+        try:
+            *_, result = self.answers(
+                message,
+                history,
+                top_k=top_k,
+                filters=_filters(categories, since, until, author),
+                retriever=retriever,
+            )
+        except AssistantError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        assert isinstance(result, Answer)
+        return result.to_dict()
+
+
+def _controls(bot: Assistant) -> list[str | gr.components.Component]:
+    retrieval = bot.settings.retrieval
+    return [
+        gr.Slider(
+            1, 20, value=retrieval.top_k, step=1, label="Papers to retrieve", elem_id="top_k", render=False
+        ),
+        gr.Radio(
+            list(RETRIEVERS),
+            value=retrieval.retriever,
+            label="Retriever",
+            info="dense: meaning (MiniLM); bm25: keywords; hybrid: both",
+            elem_id="retriever",
+            render=False,
+        ),
+        gr.Textbox(
+            label="Categories", placeholder="cs.CL, cs.* (empty: all)", elem_id="categories", render=False
+        ),
+        gr.Textbox(label="Since", placeholder="YYYY-MM-DD", elem_id="since", render=False),
+        gr.Textbox(label="Until", placeholder="YYYY-MM-DD", elem_id="until", render=False),
+        gr.Textbox(label="Author", placeholder="part of a name", elem_id="author", render=False),
+    ]
+
+
+def build(bot: Assistant) -> gr.Blocks:
+    """Build the chat page over `bot`: chat and controls on the left, the sources panel on the right."""
+    # Gradio reports usage and checks for updates unless told not to (it reads this when it would).
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    web = WebChat(bot)
+    web.warm_up()  # first: it may index the bundled abstracts into an empty store
+    papers = bot.store.paper_count()
+    stored = bot.store.fingerprints(list(EXAMPLES.values()))
+    examples = [[q] for q, arxiv_id in EXAMPLES.items() if arxiv_id in stored]
+    store, backend = escape_markdown(str(bot.store.path)), escape_markdown(bot.backend)
+    sources = gr.HTML(EMPTY_PANEL, label="Sources", elem_id="sources", render=False)
+    with gr.Blocks(title="arXiv assistant", analytics_enabled=False, fill_height=True) as app:
+        gr.Markdown(
+            f"### arXiv assistant\nAnswers from {papers:,} abstracts in {store}, written by **{backend}**;"
+            " every \\[arXiv:ID\\] is checked against the retrieved papers.",
+            elem_id="header",
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="Chat",
+                    elem_id="chat",
+                    height=520,
+                    latex_delimiters=[],  # abstracts' `$...$` would otherwise be half-rendered
+                    buttons=["copy", "copy_all"],
+                    placeholder="Ask about the indexed abstracts; answers cite the papers they rest on.",
+                )
+                chat = gr.ChatInterface(
+                    web.respond,
+                    chatbot=chatbot,
+                    textbox=gr.Textbox(
+                        placeholder="Ask a question…",
+                        elem_id="question",
+                        submit_btn=True,
+                        stop_btn=True,
+                        render=False,
+                    ),
+                    additional_inputs=_controls(bot),
+                    additional_inputs_accordion=gr.Accordion("Search settings", open=False, render=False),
+                    additional_outputs=[sources],
+                    examples=examples or None,
+                    fill_height=False,
+                    analytics_enabled=False,
+                    # The public endpoint is `/chat` below; this one returns Markdown for the page.
+                    api_name="respond",
+                    api_visibility="private",
+                    concurrency_limit=CONCURRENCY,
+                )
+                clear = gr.Button("Clear chat", variant="secondary", size="sm", elem_id="clear")
+            with gr.Column(scale=2):
+                gr.Markdown("#### Sources")
+                sources.render()
+        clear.click(
+            lambda: ([], [], EMPTY_PANEL),
+            None,
+            [chatbot, chat.chatbot_state, sources],
+            queue=False,
+            api_visibility="private",
+        )
+        chatbot.clear(lambda: EMPTY_PANEL, None, sources, queue=False, api_visibility="private")
+        chat.textbox.submit(lambda: SEARCHING, None, sources, queue=False, api_visibility="private")
+        gr.api(web.api_chat, api_name="chat", concurrency_limit=CONCURRENCY)
+    app.queue(max_size=QUEUE_SIZE)
+    return app
+
+
+def serve(
+    settings: Settings, *, host: str, port: int, auth: str | None = None, insecure: bool = False
+) -> None:
+    """Serve the chat on `host:port` until interrupted; never through a public share link."""
+    credentials = check_exposure(host, auth, insecure)  # before anything slow is loaded
+    app = build(Assistant(settings))
+    print(f"assistant: serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        auth=credentials,
+        inbrowser=False,
+        quiet=True,
+        ssr_mode=False,
+        mcp_server=False,
+        enable_monitoring=False,
+        footer_links=["api"],
+        theme=THEME,
+        css=CSS,
+    )

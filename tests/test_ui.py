@@ -1,0 +1,288 @@
+"""The web chat: rendering, the streaming callback, and `assistant serve` driven by a real browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant.embeddings import MiniLMEmbedding
+from assistant.ingest import Ingester, bundled_corpus
+from assistant.pipeline import Assistant, open_store
+from assistant.prompts import NOT_FOUND
+from assistant.render import escape_markdown, plain_text, reply_markdown, sources_html
+from assistant.schema import Answer, Passage
+from tests.conftest import ROOT, make_settings
+from tests.fake_llm import fake_backend
+from tests.servers import free_port, running
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Sets `window.__pwned` if any of it runs; must show as text instead.
+EVIL_ID = "2401.99999"
+EVIL = (
+    'Zebra transducers <img src=x onerror="window.__pwned=1"> convert striped light into sound. '
+    "We show that zebra transducers <script>window.__pwned=2</script> work at room temperature. "
+    "Zebra transducers ${window.__pwned=3} [click](javascript:window.__pwned=4) are cheap."
+)
+EVIL_QUESTION = "What do zebra transducers convert striped light into?"
+STARTUP_SECONDS = 120  # loading models and indexing on 2 shared cores; bounded all the same
+ANSWER_MS = 60_000
+# `UI_SCREENSHOT=docs/screenshot.png pytest tests/test_ui.py` refreshes the README's picture.
+SCREENSHOT = os.environ.get("UI_SCREENSHOT")
+
+
+# --- rendering, no server ------------------------------------------------------------------
+
+
+def test_untrusted_text_becomes_literal_markdown() -> None:
+    text = '<img src=x onerror="alert(1)"> **bold** [x](javascript:alert(1)) `code` a_b'
+    escaped = escape_markdown(text)
+    assert "<" not in escaped and "[x](" not in escaped and "**" not in escaped
+    assert plain_text(escaped) == text
+
+
+def test_reply_links_verified_citations_and_round_trips() -> None:
+    text = "AdaScale adapts learning rates [arXiv:2007.05105]. Old style [arXiv:hep-th/9901001]."
+    markdown = reply_markdown(text)
+    assert "[arXiv:2007.05105](https://arxiv.org/abs/2007.05105)" in markdown
+    assert "(https://arxiv.org/abs/hep-th/9901001)" in markdown
+    assert "https://" not in reply_markdown(text, link=False)  # not verified yet: no link
+    assert plain_text(markdown) == text
+
+
+def test_sources_panel_escapes_and_shows_every_notice() -> None:
+    passage = Passage(
+        "2401.99999",
+        "<b>Title</b>",
+        0.5,
+        "<script>x()</script>",
+        {"date": 20240102, "categories": ["cs.CL"]},
+    )
+    answer = Answer(
+        "q",
+        "t [arXiv:2401.99999]",
+        ["2401.99999"],
+        [passage],
+        "fake",
+        dropped_citations=["1111.11111"],
+        grounded=False,
+        warnings=["fake failed; answered with the extractive answerer instead"],
+    )
+    panel = sources_html(answer)
+    assert "<script>" not in panel and "<b>Title" not in panel
+    assert "&lt;script&gt;" in panel and "&lt;b&gt;Title" in panel
+    for shown in ("2024-01-02", "cs.CL", "0.50", "cited", "arXiv:1111.11111", "answered with the extractive"):
+        assert shown in panel
+    assert "cite no retrieved paper" in panel and "Answered by <b>fake</b>" in panel
+
+
+def test_refuses_other_hosts_without_a_password(capsys: pytest.CaptureFixture[str]) -> None:
+    from assistant.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--auth" in err and err.startswith("assistant: error: refusing")
+    assert main(["serve", "--host", "0.0.0.0", "--auth", "nopassword"]) == 1
+    assert "USER:PASSWORD" in capsys.readouterr().err
+
+    from assistant.ui import check_exposure
+
+    assert check_exposure("localhost", None, False) is None
+    assert check_exposure("::1", None, False) is None
+    assert check_exposure("0.0.0.0", "ann:pw:x", False) == ("ann", "pw:x")
+    assert check_exposure("0.0.0.0", None, True) is None
+
+
+def test_reply_streams_then_links_only_verified_citations(seed_store: Path, embed: MiniLMEmbedding) -> None:
+    from assistant.ui import WebChat
+
+    backend, llm = fake_backend(
+        "How does AdaScale SGD scale?",  # the follow-up made stand-alone
+        "AdaScale adapts learning rates [arXiv:2007.05105] unlike [arXiv:9999.99999].",
+    )
+    web = WebChat(Assistant(make_settings(seed_store), embed_model=embed, backend=backend))
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "What is AdaScale SGD?"}]},
+        {
+            "role": "assistant",
+            "content": "It adapts \\[learning rates\\] [arXiv:2007.05105](https://arxiv.org/abs/2007.05105)",
+        },
+    ]
+    steps = list(web.respond("How does it scale?", history, 3, "hybrid", "", "", "", ""))
+    assert len(steps) > 2, "the reply arrives in pieces"
+    assert "https://" not in steps[-2][0] and "appear when the answer is complete" in steps[-2][1]
+    reply, panel = steps[-1]
+    assert "[arXiv:2007.05105](https://arxiv.org/abs/2007.05105)" in reply and "9999.99999" not in reply
+    assert "Removed citations" in panel and "arXiv:9999.99999" in panel
+    # The earlier turns reached the condenser as plain text: no Markdown escapes or link targets.
+    assert "It adapts [learning rates] [arXiv:2007.05105]\n" in llm.prompts[0]
+
+
+# --- the real server in a real browser -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ui_store(tmp_path_factory: pytest.TempPathFactory, embed: MiniLMEmbedding) -> Path:
+    """The bundled abstracts plus one abstract full of HTML and script."""
+    folder = tmp_path_factory.mktemp("ui")
+    evil = folder / "evil.jsonl"
+    record = {
+        "id": EVIL_ID,
+        "title": '<img src=x onerror="window.__pwned=5">Zebra transducers',
+        "abstract": EVIL,
+        "categories": "cs.CR",
+        "update_date": "2024-01-05",
+    }
+    evil.write_text(json.dumps(record) + "\n")
+    settings = make_settings(folder / "store")
+    store = open_store(settings, for_writing=True)
+    Ingester(store, embed, settings.chunking).ingest([bundled_corpus(), evil])
+    return folder / "store"
+
+
+@pytest.fixture(scope="module")
+def server(ui_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Run `assistant serve` on a free local port; yield its URL; stop it afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    argv = [sys.executable, "-m", "assistant", "serve", "--store", ui_store.name, "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "GRADIO_"))}
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    # From the store's folder: the page names the store as given, a short name for the picture.
+    with running(argv, url, log, STARTUP_SECONDS, env=env, cwd=ui_store.parent):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (its own browser downloads do not work here)."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs /usr/bin/chromium: apt-get install -y chromium (make test does it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[Any]:
+    """A fresh tab on the chat page, with every request off this machine blocked and recorded."""
+    context = browser.new_context(viewport={"width": 1200, "height": 760})
+    context.set_default_timeout(ANSWER_MS)
+    outside: list[str] = []
+
+    def local_only(route: Any) -> None:
+        if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:")):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", local_only)
+    tab = context.new_page()
+    tab.goto(server, wait_until="domcontentloaded")
+    tab.locator("#question textarea").wait_for()
+    yield tab
+    context.close()
+    assert not outside, f"the page reached outside this machine: {outside}"
+
+
+def _ask(page: Any, question: str) -> Any:
+    """Type a question, send it, and return the locator of the newest bot message once it is final."""
+    before = page.locator("#chat .message-row.bot-row").count()
+    page.locator("#question textarea").fill(question)
+    page.locator("#question textarea").press("Enter")
+    reply = page.locator("#chat .message-row.bot-row").nth(before)
+    reply.wait_for()
+    # The panel is filled when the verified answer arrives, after the last streamed piece.
+    page.locator("#sources .aa-backend").wait_for()
+    return reply
+
+
+def test_browser_answer_cites_with_links_and_lists_sources(page: Any, tmp_path: Path) -> None:
+    assert "extractive" in page.locator("#header").inner_text()
+    page.get_by_text("Search settings").click()
+    top_k = page.locator("#top_k input[type=number]")
+    top_k.fill("3")
+    top_k.press("Enter")
+
+    reply = _ask(page, "What is AdaScale SGD?")
+    link = reply.locator('a[href="https://arxiv.org/abs/2007.05105"]').first
+    link.wait_for()
+    assert link.inner_text() == "arXiv:2007.05105"
+    cited = page.locator('#sources .aa-source[data-arxiv-id="2007.05105"]')
+    assert "cited" in cited.inner_text()
+    assert page.locator("#sources .aa-source").count() == 3, "the top-k control reaches retrieval"
+    page.get_by_text("Search settings").click()  # folded again, for the picture
+    page.evaluate("window.scrollTo(0, 0)")
+    shot = tmp_path / "screenshot.png"
+    page.screenshot(path=str(shot))
+    if SCREENSHOT:
+        shutil.copyfile(shot, ROOT / SCREENSHOT)
+
+    follow_up = _ask(page, "How does it adapt the learning rate?")
+    follow_up.locator('a[href="https://arxiv.org/abs/2007.05105"]').first.wait_for()
+
+    page.locator("#clear").click()
+    page.locator("#sources .aa-placeholder").wait_for()
+    assert page.locator("#chat .message-row").count() == 0
+
+
+def test_browser_renders_html_in_abstracts_inert(page: Any) -> None:
+    reply = _ask(page, EVIL_QUESTION)
+    page.locator(f'#sources .aa-source[data-arxiv-id="{EVIL_ID}"]').wait_for()
+    page.wait_for_timeout(500)  # time for an injected onerror handler to fire, if one got in
+    assert page.evaluate("window.__pwned") is None
+    assert "onerror=" in reply.inner_text(), "the reply quotes the markup as text"
+    panel = page.locator("#sources").inner_text()
+    for literal in (
+        '<img src=x onerror="window.__pwned=1">',
+        "<script>window.__pwned=2</script>",
+        "${window",
+    ):
+        assert literal in panel
+    for selector in ("#sources img", "#sources script", "#chat .message.bot img", "a[href^=javascript]"):
+        assert page.locator(selector).count() == 0, selector
+
+
+def test_gradio_client_chat_endpoint(server: str) -> None:
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    result = client.predict(
+        message="How much cheaper is simulated human feedback than crowdworkers?", api_name="/chat"
+    )
+    assert result["citations"][0] == "2305.14387" and result["backend"] == "extractive"
+    assert "[arXiv:2305.14387]" in result["answer"]
+
+    history = [
+        {"role": "user", "content": result["question"]},
+        {"role": "assistant", "content": result["answer"]},
+    ]
+    follow_up = client.predict(message="Which methods does it implement?", history=history, api_name="/chat")
+    assert "2305.14387" in follow_up["citations"]
+
+    filtered = client.predict(message=EVIL_QUESTION, categories="cs.CR", top_k=2, api_name="/chat")
+    assert [p["arxiv_id"] for p in filtered["passages"]] == [EVIL_ID]
+    nothing = client.predict(message=EVIL_QUESTION, since="2030-01-01", api_name="/chat")
+    assert nothing["answer"] == NOT_FOUND and nothing["passages"] == []
+
+    with pytest.raises(Exception, match="question is empty"):
+        client.predict(message=" ", api_name="/chat")
