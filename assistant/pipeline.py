@@ -107,9 +107,9 @@ class Assistant:
         retriever: str | None = None,
     ) -> Answer:
         """Answer a message in a conversation: a follow-up is made stand-alone before retrieval."""
-        message = check_question(message, self.settings.answer.max_question_chars)
-        query = condense(message, history, llm=getattr(self, "llm", None))
-        return self.ask(message, top_k=top_k, filters=filters, retriever=retriever, query=query)
+        return _final(
+            self.stream(message, history=history, top_k=top_k, filters=filters, retriever=retriever)
+        )
 
     def ask(
         self,
@@ -121,21 +121,25 @@ class Assistant:
         query: str | None = None,
     ) -> Answer:
         """Answer `question` from the store, citing only retrieved papers; `query` overrides the search."""
-        *_, result = self.stream(question, top_k=top_k, filters=filters, retriever=retriever, query=query)
-        assert isinstance(result, Answer)
-        return result
+        return _final(self.stream(question, top_k=top_k, filters=filters, retriever=retriever, query=query))
 
     def stream(
         self,
         question: str,
         *,
+        history: Sequence[Any] | None = None,
         top_k: int | None = None,
         filters: Filters | dict[str, Any] | None = None,
         retriever: str | None = None,
         query: str | None = None,
     ) -> Iterator[str | Answer]:
-        """Yield the answer's text as it is generated, then the verified `Answer` as the last item."""
+        """Yield the answer's text as it is generated, then the verified `Answer` as the last item.
+
+        With `history`, a follow-up is first condensed into a stand-alone search `query`.
+        """
         question = check_question(question, self.settings.answer.max_question_chars)
+        if query is None and history:
+            query = condense(question, history, llm=self.llm)
         passages = self.retrieve(query or question, top_k, filters=filters, retriever=retriever)
         yield from stream_answer(
             self._backend,
@@ -146,6 +150,13 @@ class Assistant:
             min_score=self.settings.retrieval.min_score(retriever),
             query=query,
         )
+
+
+def _final(pieces: Iterator[str | Answer]) -> Answer:
+    """Run a `stream` to its end and return the `Answer` it ends with."""
+    *_, result = pieces
+    assert isinstance(result, Answer), "stream() always ends with the Answer"
+    return result
 
 
 def open_store(settings: Settings, *, for_writing: bool) -> Store:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -164,14 +165,17 @@ class Retrieval:
         self._index = VectorStoreIndex.from_vector_store(store.vector_store(), embed_model=embed_model)
         self._bm25: Any = None
         self._bm25_generation = -1
+        # The web app retrieves from several threads: only one may (re)build the keyword index.
+        self._bm25_lock = threading.Lock()
 
     def keyword_index(self) -> Any:
         """Return the BM25 index, rebuilt when the store changed since it was built."""
-        generation = self.store.generation()
-        if self._bm25 is None or generation != self._bm25_generation:
-            self._bm25 = keyword.load_or_build(self.store)
-            self._bm25_generation = generation
-        return self._bm25
+        with self._bm25_lock:
+            generation = self.store.generation()
+            if self._bm25 is None or generation != self._bm25_generation:
+                self._bm25 = keyword.load_or_build(self.store)
+                self._bm25_generation = generation
+            return self._bm25
 
     def _dense(self, n: int, where: dict[str, Any] | None) -> BaseRetriever:
         kwargs = {"vector_store_kwargs": {"where": where}} if where else {}

@@ -12,11 +12,10 @@ from typing import Any
 
 import gradio as gr
 
-from assistant.condense import condense
 from assistant.config import Settings
 from assistant.errors import AssistantError, ConfigError
 from assistant.llms.llamacpp import LlamaCppChat
-from assistant.pipeline import Assistant, check_question
+from assistant.pipeline import Assistant
 from assistant.render import (
     CSS,
     EMPTY_PANEL,
@@ -107,16 +106,10 @@ class WebChat:
         retriever: str | None = None,
     ) -> Iterator[str | Answer]:
         """Yield the reply's text pieces, then the verified `Answer`; follow-ups read `history`."""
-        settings = self.bot.settings
-        message = check_question(message, settings.answer.max_question_chars)
-        options: dict[str, Any] = {"top_k": top_k, "filters": filters, "retriever": retriever or None}
         with self._generating:
-            if hasattr(self.bot, "stream"):
-                # What `Assistant.chat` does, streamed: make a follow-up stand-alone, then answer.
-                query = condense(message, history, llm=self.bot.llm)
-                yield from self.bot.stream(message, query=query, **options)
-            else:
-                yield self.bot.chat(message, history, **options)
+            yield from self.bot.stream(
+                message, history=history, top_k=top_k, filters=filters, retriever=retriever or None
+            )
 
     def respond(
         self,
