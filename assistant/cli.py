@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--format", default="auto", choices=FORMATS, help="input format (default: detect from content)"
     )
+    ingest.add_argument("--prune-missing", action="store_true", help="delete stored papers the inputs lack")
     live = ingest.add_argument_group("fetching from arXiv instead of files (politely: one request per 3 s)")
     live.add_argument("--arxiv-query", metavar="QUERY", help='arXiv API search, e.g. "cat:cs.CL AND abs:rag"')
     live.add_argument("--max", type=int, metavar="N", help="results of --arxiv-query to fetch (default 1000)")
@@ -102,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
 
     stats = commands.add_parser("stats", parents=[common], help="what the store holds")
     stats.add_argument("--json", action="store_true", help="print as JSON")
+
+    delete = commands.add_parser("delete", parents=[common], help="remove papers from the store by arXiv id")
+    delete.add_argument("ids", nargs="+", metavar="ID", help="e.g. 2501.01234 or arXiv:2501.01234v2")
     return parser
 
 
@@ -174,7 +178,8 @@ def _ingest(args: argparse.Namespace) -> int:
     embed = default_embedding(settings.embedding.threads)
     ingester = Ingester(store, embed, settings.chunking)
     if args.paths:
-        report = ingester.ingest(args.paths, args.format, progress=sys.stderr.isatty())
+        prune = args.prune_missing
+        report = ingester.ingest(args.paths, args.format, progress=sys.stderr.isatty(), prune=prune)
         print(report.summary())
         return 1 if report.failed_files else 0
     report = IngestReport()
@@ -242,10 +247,22 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delete(args: argparse.Namespace) -> int:
+    from assistant.embeddings import MODEL_ID
+    from assistant.ingest import delete_papers
+    from assistant.store import Store
+
+    settings = _settings(args)
+    deleted = delete_papers(Store.from_settings(settings.store, MODEL_ID, create=False), args.ids)
+    print(f"deleted {deleted} of {len(set(args.ids))} papers")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user errors become one line on stderr and exit code 1."""
     args = _parser().parse_args(argv)
-    handler = {"ingest": _ingest, "ask": _ask, "chat": _chat, "stats": _stats}[args.command]
+    handlers = {"ingest": _ingest, "ask": _ask, "chat": _chat, "stats": _stats, "delete": _delete}
+    handler = handlers[args.command]
     try:
         return handler(args)
     except AssistantError as exc:

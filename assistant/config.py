@@ -31,6 +31,13 @@ class StoreSettings(Section):
     collection: str = setting(
         "arxiv_abstracts", "Chroma collection holding the chunks", "ASSISTANT_COLLECTION"
     )
+    mode: Literal["embedded", "server"] = setting(
+        "embedded",
+        "embedded (Chroma in this process, one process at a time) or server (`chroma run` over HTTP)",
+        "ASSISTANT_STORE_MODE",
+    )
+    host: str = setting("127.0.0.1", "Chroma server host (server mode)", "ASSISTANT_STORE_HOST")
+    port: int = setting(8000, "Chroma server port (server mode)", "ASSISTANT_STORE_PORT", ge=1, le=65535)
 
 
 class EmbeddingSettings(Section):

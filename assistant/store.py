@@ -7,12 +7,15 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.schema import TextNode
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
 from assistant.errors import EmbeddingMismatchError, StoreError
+
+if TYPE_CHECKING:
+    from assistant.config import StoreSettings
 
 # Chroma phones home unless told not to; set before chromadb is imported.
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -27,16 +30,77 @@ SCAN_PAGE = 5000
 
 
 class Store:
-    """One Chroma collection of abstract chunks, keyed `ARXIV_ID#CHUNK`, built by one embedding model."""
+    """One Chroma collection of abstract chunks, keyed `ARXIV_ID#CHUNK`, built by one embedding model.
 
-    def __init__(self, path: Path, collection: str, model_id: str, *, create: bool) -> None:
-        """Open the store at `path`; a missing folder is created only when `create` is true."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
+    Embedded mode keeps the vectors in the folder `path`; server mode (`server=(host, port)`) talks
+    to `chroma run` over HTTP and keeps only the derived files (keyword index, harvest state) in `path`.
+    """
 
+    def __init__(
+        self,
+        path: Path,
+        collection: str,
+        model_id: str,
+        *,
+        create: bool,
+        server: tuple[str, int] | None = None,
+    ) -> None:
+        """Open the store at `path` (or on `server`); a missing one is created only when `create` is true."""
         self.path = Path(path)
         self.model_id = model_id
         self._name = collection
+        self.server = server
+        if server is not None:
+            self._local_folder()
+            self._client = _http_client(*server)
+            self._collection = self._server_collection(create)
+        else:
+            self._client, self._collection = self._embedded(create)
+        built_with = (self._collection.metadata or {}).get(MODEL_KEY)
+        if built_with != model_id:
+            raise EmbeddingMismatchError(
+                f"store {self.where} was built with embedding model {built_with!r}, but this assistant "
+                f"embeds with {model_id!r}; re-ingest into a new --store folder"
+            )
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings, model_id: str, *, create: bool) -> Store:
+        """Open the store `settings` describe (embedded folder or Chroma server)."""
+        server = (settings.host, settings.port) if settings.mode == "server" else None
+        return cls(settings.path, settings.collection, model_id, create=create, server=server)
+
+    @property
+    def where(self) -> str:
+        """Name the store for messages: its folder, or the server's URL and collection."""
+        return f"http://{self.server[0]}:{self.server[1]} ({self._name})" if self.server else str(self.path)
+
+    def _local_folder(self) -> None:
+        # Server mode keeps the keyword index and harvest state here, beside the client.
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot make the local folder {self.path} for the keyword index ({exc.strerror}); "
+                "give another --store folder"
+            ) from None
+
+    def _server_collection(self, create: bool) -> Any:
+        try:
+            if not create and self._name not in {c.name for c in self._client.list_collections()}:
+                raise StoreError(
+                    f"the Chroma server at {self.where} has no collection {self._name!r}; "
+                    "build it with `assistant ingest FILE` in server mode"
+                )
+            return self._open_collection(self._name, self.model_id)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot use the Chroma server at {self.where}: {exc}") from None
+
+    def _embedded(self, create: bool) -> tuple[Any, Any]:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
         if not self.path.exists() and not create:
             raise StoreError(
                 f"store folder {self.path} does not exist; build it with "
@@ -46,19 +110,14 @@ class Store:
             raise StoreError(f"store path {self.path} is a file, not a folder; give a folder path")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._client = chromadb.PersistentClient(
+            client = chromadb.PersistentClient(
                 path=str(self.path),
                 settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
             )
-            self._collection = self._open_collection(collection, model_id)
+            self._client = client
+            return client, self._open_collection(self._name, self.model_id)
         except Exception as exc:
             raise StoreError(f"cannot open the Chroma store at {self.path}: {exc}") from None
-        built_with = (self._collection.metadata or {}).get(MODEL_KEY)
-        if built_with != model_id:
-            raise EmbeddingMismatchError(
-                f"store {self.path} was built with embedding model {built_with!r}, but this assistant "
-                f"embeds with {model_id!r}; re-ingest into a new --store folder"
-            )
 
     def _open_collection(self, name: str, model_id: str) -> Any:
         # get_or_create would be simpler, but we must never touch an existing collection's metadata.
@@ -111,6 +170,32 @@ class Store:
             )
         if nodes:
             self._bump_generation()
+
+    def paper_ids(self) -> set[str]:
+        """Return the id of every paper with any chunk stored (a half-written paper counts too)."""
+        ids: set[str] = set()
+        offset = 0
+        while True:
+            page = self._collection.get(include=[], limit=SCAN_PAGE, offset=offset)["ids"]
+            if not page:
+                return ids
+            ids.update(chunk_id.rpartition("#")[0] for chunk_id in page)
+            offset += len(page)
+
+    def delete_papers(self, arxiv_ids: Sequence[str]) -> int:
+        """Delete every chunk of the given papers; return how many of them were stored."""
+        deleted = 0
+        step = max(1, min(self._client.get_max_batch_size(), 1000))  # bounds the `$in` clause
+        for start in range(0, len(arxiv_ids), step):
+            part = list(arxiv_ids[start : start + step])
+            where = {"arxiv_id": {"$in": part}}
+            found = self._collection.get(where=where, include=[])["ids"]
+            if found:
+                self._collection.delete(where=where)
+                deleted += len({chunk_id.rpartition("#")[0] for chunk_id in found})
+        if deleted:
+            self._bump_generation()
+        return deleted
 
     def delete_chunks(self, chunk_ids: Iterable[str]) -> None:
         """Delete chunks by id (stale tails of papers whose abstract got shorter)."""
@@ -181,15 +266,16 @@ class Store:
 
     def describe(self) -> dict[str, Any]:
         """Return what `assistant stats` shows."""
-        size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-        return {
-            "store": str(self.path),
+        info: dict[str, Any] = {
+            "store": self.where,
             "collection": self._name,
             "papers": self.paper_count(),
             "chunks": self.count(),
             "embedding_model": self.model_id,
-            "size_bytes": size,
         }
+        if self.server is None:  # a server's folder is the server's business
+            info["size_bytes"] = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return info
 
     def _harvests(self) -> dict[str, Any]:
         try:
@@ -214,3 +300,20 @@ class Store:
         tmp = path.with_suffix(f".tmp-{os.getpid()}")
         tmp.write_text(json.dumps(saved, indent=1), encoding="utf-8")
         os.replace(tmp, path)
+
+
+def _http_client(host: str, port: int) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    try:
+        client = chromadb.HttpClient(
+            host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        )
+        client.heartbeat()
+    except Exception as exc:
+        raise StoreError(
+            f"cannot reach the Chroma server at http://{host}:{port} ({exc}); start it with "
+            f'`chroma run --path DIR --host {host} --port {port}`, or set store.mode = "embedded"'
+        ) from None
+    return client
