@@ -1,4 +1,4 @@
-"""The `assistant` command: ingest, ask, chat, stats. Thin: it calls the core and formats."""
+"""The `assistant` command: ingest, ask, chat, stats, serve. Thin: it calls the core and formats."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.config import Settings
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, InputError
 from assistant.retrieval import RETRIEVERS
 from assistant.schema import Answer
 from assistant.sources import FORMATS
@@ -106,6 +106,30 @@ def _parser() -> argparse.ArgumentParser:
 
     delete = commands.add_parser("delete", parents=[common], help="remove papers from the store by arXiv id")
     delete.add_argument("ids", nargs="+", metavar="ID", help="e.g. 2501.01234 or arXiv:2501.01234v2")
+
+    evaluation = commands.add_parser(
+        "eval", parents=[common, answering], help="score retrieval (and answers) on your test questions"
+    )
+    evaluation.add_argument("questions", metavar="QUESTIONS.jsonl", type=Path, help="JSON lines of questions")
+    evaluation.add_argument(
+        "--retriever",
+        dest="scored",  # not `retriever`: "all" is no setting value
+        default="hybrid",
+        choices=(*RETRIEVERS, "all"),
+        help="which retriever(s) to score (default hybrid)",
+    )
+    evaluation.add_argument("--k", default="1,5,10", metavar="K,K,...", help="cut-offs for hit/recall/nDCG")
+    evaluation.add_argument("--answers", action="store_true", help="also answer each question and score it")
+    evaluation.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluation.add_argument("--out", metavar="DIR", type=Path, help="write the report files and a plot here")
+
+    serve = commands.add_parser("serve", parents=[common, answering], help="the web chat (Gradio)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
+    serve.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (needed off 127.0.0.1)")
+    serve.add_argument(
+        "--insecure", action="store_true", help="allow a non-local --host without --auth (trusted networks)"
+    )
     return parser
 
 
@@ -157,7 +181,6 @@ def _ingest(args: argparse.Namespace) -> int:
     from functools import partial
 
     from assistant.embeddings import default_embedding
-    from assistant.errors import InputError
     from assistant.fetch import LiveRequest, fetch
     from assistant.ingest import Ingester, IngestReport
     from assistant.pipeline import open_store
@@ -239,6 +262,44 @@ def _chat(args: argparse.Namespace) -> int:
             print(f"assistant: {exc}", file=sys.stderr)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from assistant.ui import serve
+
+    serve(_settings(args), host=args.host, port=args.port, auth=args.auth, insecure=args.insecure)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from assistant import eval_report
+    from assistant.evaluate import evaluate, load_cases
+    from assistant.pipeline import Assistant
+
+    try:
+        ks = [int(k) for k in args.k.split(",")]
+    except ValueError:
+        raise InputError(f"--k {args.k!r}: give whole numbers separated by commas, e.g. 1,5,10") from None
+    if not ks or min(ks) < 1:
+        raise InputError("--k values must be 1 or more")
+    warn = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    cases = load_cases(args.questions, warn)
+    retrievers = RETRIEVERS if args.scored == "all" else (args.scored,)
+    report = evaluate(
+        Assistant(_settings(args)),
+        cases,
+        retrievers=retrievers,
+        ks=ks,
+        answers=args.answers,
+        warn=warn,
+        progress=sys.stderr.isatty(),
+    )
+    as_json = json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
+    print(as_json if args.json else eval_report.markdown(report))
+    if args.out:
+        for path in eval_report.write(report, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def _stats(args: argparse.Namespace) -> int:
     from assistant.pipeline import open_store
 
@@ -258,11 +319,21 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
+_HANDLERS = {
+    "ingest": _ingest,
+    "ask": _ask,
+    "chat": _chat,
+    "stats": _stats,
+    "serve": _serve,
+    "eval": _eval,
+    "delete": _delete,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user errors become one line on stderr and exit code 1."""
     args = _parser().parse_args(argv)
-    handlers = {"ingest": _ingest, "ask": _ask, "chat": _chat, "stats": _stats, "delete": _delete}
-    handler = handlers[args.command]
+    handler = _HANDLERS[args.command]
     try:
         return handler(args)
     except AssistantError as exc:

@@ -73,7 +73,7 @@ class RetrievalSettings(Section):
         "hybrid", "dense (MiniLM), bm25 (keywords) or hybrid (both, fused)", "ASSISTANT_RETRIEVER"
     )
     fusion: Literal["relative_score", "reciprocal_rerank", "dist_based_score"] = setting(
-        "relative_score", "how hybrid fuses the dense and BM25 rankings", "ASSISTANT_FUSION"
+        "dist_based_score", "how hybrid fuses the dense and BM25 rankings", "ASSISTANT_FUSION"
     )
     # Relevance thresholds, calibrated per retriever (README "Knowing when not to answer"): a
     # passage counts only if one of its sentences has at least this cosine to the question.
