@@ -111,7 +111,7 @@ class AnswerSettings(Section):
         gt=0,
     )
     max_tokens: int = setting(
-        256, "longest generated answer, in tokens", "ASSISTANT_LLM_MAX_TOKENS", ge=16, le=4096
+        160, "longest generated answer, in tokens", "ASSISTANT_LLM_MAX_TOKENS", ge=16, le=4096
     )
     max_context_tokens: int = setting(
         320,

@@ -21,6 +21,7 @@ from assistant.schema import Answer, Passage
 # for a budget, and it needs no tokenizer (a hosted model's is not at hand).
 CHARS_PER_TOKEN = 4
 MIN_CLAIM_CHARS = 20
+PAPER_RATIO = 0.8  # bench questions: off-answer papers' best sentences scored 0.53-0.74 of the best
 HEADER_TOKENS = 12  # a "Passage n [arXiv:ID]" line, before its title
 _PARAGRAPH = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*\u2022]|\d+[.)])\s)")
 # Small models sometimes cite a passage by its number ("[2]") instead of its id.
@@ -65,6 +66,12 @@ def select_context(
 ) -> Context:
     """Keep the sentences closest to the question, across relevant passages, within `max_tokens`."""
     scored = relevant_sentences(question, passages, embed_model, min_score=min_score)
+    best: dict[int, float] = {}
+    for item in scored:
+        best[item.rank] = max(best.get(item.rank, -1.0), item.similarity)
+    # A paper whose best sentence is well below the best paper's is noise that small models cite.
+    floor = PAPER_RATIO * max(best.values(), default=0.0)
+    scored = [item for item in scored if best[item.rank] >= floor]
     chosen: list[Scored] = []
     papers: set[int] = set()
     used = 0

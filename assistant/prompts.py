@@ -17,12 +17,13 @@ SYSTEM_PROMPT = (
 
 PASSAGE = "Passage {number} [arXiv:{arxiv_id}]{title}\n{text}"
 
-# Small models follow the citation rule only when it is repeated at the end (measured).
+# Small models follow the citation rule only when it is repeated at the end (measured). The refusal
+# rule is not repeated: at the end it made Qwen2.5-1.5B refuse 3 of 10 answerable questions.
 USER_PROMPT = (
     "Passages:\n\n{passages}\n\n"
     "Question: {question}\n\n"
-    "Answer only from the passages above. End each sentence with its source as [arXiv:ID]. "
-    f"If the passages do not contain the answer, reply exactly: {NOT_FOUND}"
+    "Answer in one or two sentences using only the passages above, and end each sentence with its "
+    "source as [arXiv:ID]."
 )
 
 # One line on stderr and in `Answer.warnings` when a generative backend fails mid-answer.

@@ -80,10 +80,13 @@ def timed(pieces: Iterator[str]) -> tuple[float, float, str]:
     return (first if first is not None else total), total, text
 
 
-def run_pipeline(bot: Assistant) -> Callable[[str], tuple[float, float, list[str]]]:
+Run = Callable[[str], tuple[float, float, list[str], str]]
+
+
+def run_pipeline(bot: Assistant) -> Run:
     """Return a runner for (a): this project's `Assistant.stream`."""
 
-    def run(question: str) -> tuple[float, float, list[str]]:
+    def run(question: str) -> tuple[float, float, list[str], str]:
         result: list[Answer] = []
 
         def pieces() -> Iterator[str]:
@@ -94,25 +97,26 @@ def run_pipeline(bot: Assistant) -> Callable[[str], tuple[float, float, list[str
                     yield item
 
         ttft, total, _ = timed(pieces())
-        return ttft, total, result[0].citations
+        return ttft, total, result[0].citations, result[0].text
 
     return run
 
 
-def run_engine(bot: Assistant, top_k: int) -> Callable[[str], tuple[float, float, list[str]]]:
+def run_engine(bot: Assistant, top_k: int) -> Run:
     """Return a runner for (b): a plain CondensePlusContextChatEngine over the same store and model."""
     index = VectorStoreIndex.from_vector_store(bot.store.vector_store(), embed_model=bot.embed_model)
     retriever = CitableRetriever(index.as_retriever(similarity_top_k=top_k))
     llm = bot.llm
 
-    def run(question: str) -> tuple[float, float, list[str]]:
+    def run(question: str) -> tuple[float, float, list[str], str]:
         engine = CondensePlusContextChatEngine.from_defaults(
             retriever=retriever, llm=llm, system_prompt=SYSTEM_PROMPT
         )
         response = engine.stream_chat(question)
         ttft, total, text = timed(response.response_gen)
         ids = [n.node.get_content().split("]")[0].removeprefix("[arXiv:") for n in response.source_nodes]
-        return ttft, total, verify(text, ids).citations
+        checked = verify(text, ids)
+        return ttft, total, checked.citations, checked.text
 
     return run
 
@@ -163,9 +167,13 @@ def main() -> int:
         for _ in range(args.rounds):
             for question, arxiv_id in QUESTIONS:
                 for name, run in runners.items():  # interleaved, so machine noise hits both alike
-                    ttft, total, cited = run(question)
+                    ttft, total, cited, text = run(question)
                     rows[name].append((ttft, total, arxiv_id in cited))
-                    print(f"{name[:3]} {ttft:5.1f} {total:5.1f} {cited} <- {question}", file=sys.stderr)
+                    flat = " ".join(text.split())
+                    print(
+                        f"{name[:3]} {ttft:5.1f} {total:5.1f} {cited} {question}\n    {flat[:160]}",
+                        file=sys.stderr,
+                    )
 
     stats = {name: summary(name, r) for name, r in rows.items()}
     a, b = stats.values()

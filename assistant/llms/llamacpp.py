@@ -102,7 +102,8 @@ class LlamaCppChat(CustomLLM):
     # The fixed system prompt evaluated at load time, so every question reuses its KV cache.
     warm_prompt: str | None = None
     _llama: Any = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    # One llama.cpp context serves one generation at a time (a web UI may ask from two threads).
+    _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
 
     @classmethod
     def class_name(cls) -> str:
@@ -156,7 +157,8 @@ class LlamaCppChat(CustomLLM):
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Answer a conversation in one piece."""
-        text = self._create(messages, False, **kwargs)["choices"][0]["message"]["content"] or ""
+        with self._lock:
+            text = self._create(messages, False, **kwargs)["choices"][0]["message"]["content"] or ""
         return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text))
 
     @llm_chat_callback()
@@ -165,10 +167,12 @@ class LlamaCppChat(CustomLLM):
 
         def pieces() -> ChatResponseGen:
             text = ""
-            for chunk in self._create(messages, True, **kwargs):
-                delta = chunk["choices"][0]["delta"].get("content") or ""
-                text += delta
-                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta)
+            with self._lock:  # released when the stream ends or is closed
+                for chunk in self._create(messages, True, **kwargs):
+                    delta = chunk["choices"][0]["delta"].get("content") or ""
+                    text += delta
+                    message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
+                    yield ChatResponse(message=message, delta=delta)
 
         return pieces()
 
