@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from assistant import Answer, Assistant
 from assistant.cli import main
 from assistant.embeddings import MiniLMEmbedding
 from tests.conftest import make_settings
+from tests.servers import free_port, stop
 from tests.test_llms import QUESTION, smollm2_path
 
 pytestmark = [
@@ -32,13 +32,6 @@ pytestmark = [
     )
 ]
 SERVER_START_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that is free now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -64,17 +57,6 @@ def start_server(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.25)
     stop(proc)
     pytest.fail(f"llama_cpp.server did not serve {url}/models within {SERVER_START_TIMEOUT:.0f} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate a server, killing it if it does not stop within 10 s."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

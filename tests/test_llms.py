@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from assistant.llms.llamacpp import LlamaCppChat, bundled_installed, llama_cpp_i
 from assistant.prompts import NOT_FOUND, SYSTEM_PROMPT
 from tests.conftest import make_settings
 from tests.fake_llm import QueuedLLM, fake_backend
+from tests.servers import free_port
 
 QUESTION = "How much cheaper is simulated human feedback than crowdworkers?"
 RIGHT = "2305.14387"
@@ -35,13 +35,6 @@ def smollm2_path() -> Path:
 
 
 needs_llama_cpp = pytest.mark.skipif(not llama_cpp_installed(), reason="pip install -e '.[local]'")
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -206,7 +199,7 @@ def test_ollama_that_is_not_running_falls_back_quickly(seed_store: Path, embed: 
     pytest.importorskip("llama_index.llms.ollama", reason="pip install -e '.[hosted]'")
     settings = make_settings(
         seed_store,
-        **{"answer.llm": "ollama:qwen2.5", "answer.ollama_base_url": f"http://127.0.0.1:{closed_port()}"},
+        **{"answer.llm": "ollama:qwen2.5", "answer.ollama_base_url": f"http://127.0.0.1:{free_port()}"},
     )
     start = time.monotonic()
     result = Assistant(settings, embed_model=embed).ask(QUESTION)
