@@ -1,8 +1,23 @@
 """arxiv-assistant: cited answers from arXiv abstracts."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from assistant.config import Settings
 from assistant.errors import AssistantError
-from assistant.pipeline import Assistant, answer
 from assistant.schema import Answer, Paper, Passage
 
+if TYPE_CHECKING:
+    from assistant.pipeline import Assistant, answer
+
 __all__ = ["Answer", "Assistant", "AssistantError", "Paper", "Passage", "Settings", "answer"]
+
+
+def __getattr__(name: str) -> Any:
+    # `import assistant` stays light: llama-index (seconds to import) loads on first use only.
+    if name in ("Assistant", "answer"):
+        from assistant import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'assistant' has no attribute {name!r}")
