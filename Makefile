@@ -34,7 +34,7 @@ chromium:
 		|| echo "no chromium: the browser tests will be skipped"
 
 run: install
-	$(VENV)/bin/assistant serve
+	$(VENV)/bin/assistant serve --llm local
 
 test: dev chromium
 	$(PY) -m pytest -q
@@ -51,6 +51,9 @@ format: dev
 # Benchmarks: long, and not part of `make test`. Data from ../shared/data or $ARXIV_DATA.
 bench-retrieval: dev
 	$(PY) bench/retrieval.py --n 20000 --n 75000 --fusion dist_based_score,relative_score,reciprocal_rerank
+
+bench-ingest: dev
+	$(PY) bench/ingest.py
 
 bench-llm: dev
 	$(PY) bench/llm_latency.py
