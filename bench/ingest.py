@@ -1,10 +1,11 @@
 """Ingest benchmark: abstracts/s and peak RSS of our ingest against llama-index's default path and
-the raw encoder, each measured in its own child process in the same run (ratios are what to read:
-the machine is shared and absolute figures are noisy).
+the raw encoder, each in its own child process, in the same run and interleaved (the first half of
+the records through every part in order, the second half in reverse order), so a machine whose
+load drifts biases no part. Ratios are what to read; absolute figures depend on the load.
 
     python bench/ingest.py                       # the first 20k records, then all 75k (ours only)
     python bench/ingest.py --first 2000 --no-all # a quick run
-    python bench/ingest.py --data PATH.jsonl.gz --first 5000
+    python bench/ingest.py --first 0 --stub-all  # all 75k with a stub encoder: the rest's cost
 
 Parts (each a child process, also runnable alone with --part NAME --input FILE):
   raw         the encoder alone: `MiniLMEmbedding.embed` over the exact chunk texts our ingest embeds
@@ -12,6 +13,7 @@ Parts (each a child process, also runnable alone with --part NAME --input FILE):
   llamaindex  `VectorStoreIndex.from_documents` over a `ChromaVectorStore`, default transformations,
               with `default_embedding()` (the same model object our ingest uses)
   packaged    the same llama-index path with the model file as shipped (before the int8 rewrite)
+  stub        our ingest with a free stand-in encoder: time and memory of everything but the model
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = (
     Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data")) / "arxiv-cs-75k.kaggle.jsonl.gz"
 )
-PARTS = ("raw", "ours", "llamaindex", "packaged")
+PARTS = ("raw", "ours", "llamaindex", "packaged", "stub")
 
 
 def peak_rss_mb() -> float:
@@ -66,7 +68,22 @@ def run_raw(path: Path) -> dict:
     return {"papers": len(papers), "texts": len(texts), "seconds": time.perf_counter() - start}
 
 
-def run_ours(path: Path, store: Path) -> dict:
+def stub_embedding() -> object:
+    """Return a stand-in encoder: fixed unit vectors at no cost, to measure everything else."""
+    import numpy as np
+
+    from assistant.embeddings import DIMENSION, MiniLMEmbedding
+
+    class Stub(MiniLMEmbedding):
+        def embed(self, texts: list[str]) -> np.ndarray:
+            out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
+            out[:, 0] = 1.0
+            return out
+
+    return Stub()
+
+
+def run_ours(path: Path, store: Path, stub: bool = False) -> dict:
     """Time `Ingester.ingest` end to end (reading, chunking, embedding, Chroma, keyword index)."""
     from assistant.config import Settings
     from assistant.embeddings import MODEL_ID, default_embedding
@@ -74,9 +91,10 @@ def run_ours(path: Path, store: Path) -> dict:
     from assistant.store import Store
 
     settings = Settings.load(overrides={"store.path": store}, env={})
-    model = default_embedding()
-    model.embed(["warm up"])
-    ingester = Ingester(Store.from_settings(settings.store, MODEL_ID, create=True), model, settings.chunking)
+    model = stub_embedding() if stub else default_embedding()
+    model.embed(["warm up"])  # type: ignore[attr-defined]
+    store_ = Store.from_settings(settings.store, MODEL_ID, create=True)
+    ingester = Ingester(store_, model, settings.chunking)  # type: ignore[arg-type]
     start = time.perf_counter()
     report = ingester.ingest([path])
     seconds = time.perf_counter() - start
@@ -118,8 +136,8 @@ def part(name: str, path: Path) -> dict:
     try:
         if name == "raw":
             out = run_raw(path)
-        elif name == "ours":
-            out = run_ours(path, store)
+        elif name in ("ours", "stub"):
+            out = run_ours(path, store, stub=name == "stub")
         else:
             out = run_llamaindex(path, store, packaged=name == "packaged")
     finally:
@@ -137,13 +155,26 @@ def child(name: str, path: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def first_records(source: Path, n: int, folder: Path) -> Path:
-    """Copy the first `n` lines of a (gzipped) JSON-lines file into a plain file."""
-    target = folder / f"first-{n}.jsonl"
+def halves(source: Path, n: int, folder: Path) -> tuple[Path, Path]:
+    """Copy the first `n` lines of a (gzipped) JSON-lines file into two plain files, half each."""
     opener = gzip.open if source.suffix == ".gz" else open
-    with opener(source, "rb") as lines, open(target, "wb") as out:
-        out.writelines(itertools.islice(lines, n))
-    return target
+    targets = (folder / "first-half.jsonl", folder / "second-half.jsonl")
+    with opener(source, "rb") as lines:
+        for target, size in zip(targets, (n // 2, n - n // 2), strict=True):
+            with open(target, "wb") as out:
+                out.writelines(itertools.islice(lines, size))
+    return targets
+
+
+def combined(rows: list[dict]) -> dict:
+    """Add up one part's runs over both halves (peak RSS: the larger)."""
+    out = dict(rows[0])
+    for key in ("papers", "texts", "seconds", "store_mb"):
+        if key in out:
+            out[key] = sum(r[key] for r in rows)
+    out["rate"] = out["papers"] / out["seconds"]
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rows)
+    return out
 
 
 def show(row: dict) -> str:
@@ -161,7 +192,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kaggle JSON lines (.gz)")
     parser.add_argument("--first", type=int, default=20_000, help="records for the comparison")
     parser.add_argument("--no-all", action="store_true", help="skip our ingest of the whole file")
-    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated parts to compare")
+    parser.add_argument("--stub-all", action="store_true", help="also the whole file with a stub encoder")
+    parser.add_argument("--parts", default="raw,ours,llamaindex,packaged", help="parts to compare")
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -171,20 +203,25 @@ def main() -> None:
     if not args.data.is_file():
         raise SystemExit(f"{args.data}: not found; pass --data or set ARXIV_DATA")
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start", flush=True)
+    names = args.parts.split(",") if args.first else []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
-        subset = first_records(args.data, args.first, Path(folder))
-        rows = {}
-        for name in args.parts.split(","):
-            rows[name] = child(name, subset)
-            print(show(rows[name]), flush=True)
+        first, second = halves(args.data, args.first, Path(folder)) if names else (None, None)
+        runs: dict[str, list[dict]] = {name: [] for name in names}
+        for half, order in ((first, names), (second, names[::-1])):
+            for name in order:
+                runs[name].append(child(name, half))  # type: ignore[arg-type]
+        rows = {name: combined(found) for name, found in runs.items()}
+        for row in rows.values():
+            print(show(row), flush=True)
         ours = rows.get("ours")
         if ours:
             for name in ("raw", "llamaindex", "packaged"):
                 if name in rows:
                     print(f"ours / {name}: {ours['rate'] / rows[name]['rate']:.2f}x")
+        if args.stub_all:
+            print(show(child("stub", args.data) | {"part": "stub (all)"}), flush=True)
         if not args.no_all:
-            whole = child("ours", args.data)
-            print(show(whole | {"part": "ours (all)"}), flush=True)
+            print(show(child("ours", args.data) | {"part": "ours (all)"}), flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
