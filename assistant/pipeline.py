@@ -163,7 +163,7 @@ def open_store(settings: Settings, *, for_writing: bool) -> Store:
     """Open the configured store; only ingest, or the default ./index_store, may create it."""
     path = settings.store.path
     create = for_writing or path.resolve() == DEFAULT_STORE.resolve()
-    return Store(path, settings.store.collection, MODEL_ID, create=create)
+    return Store.from_settings(settings.store, MODEL_ID, create=create)
 
 
 def answer(
