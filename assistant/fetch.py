@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urlsplit
 from assistant import keyword
 from assistant.config import FetchSettings
 from assistant.errors import FetchError, InputError, SourceError
-from assistant.ingest import BATCH_PAPERS, Ingester, IngestReport, _batches
+from assistant.ingest import BATCH_PAPERS, Ingester, IngestReport, batches
 from assistant.schema import BadRecord, Paper
 from assistant.sources.atom import parse_atom
 from assistant.sources.ids import normalize_id
@@ -254,7 +254,7 @@ def ingest_pages(
                     warn(str(record))
                 else:
                     papers.append(record)
-            for batch in _batches(iter(papers), BATCH_PAPERS, report):
+            for batch in batches(iter(papers), BATCH_PAPERS, report):
                 ingester.write(batch, report)
             if stored is not None:
                 stored(page)

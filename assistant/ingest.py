@@ -88,7 +88,8 @@ def count_records(paths: Iterable[Path]) -> int | None:
     return total
 
 
-def _batches(papers: Iterator[Paper], size: int, report: IngestReport) -> Iterator[list[Paper]]:
+def batches(papers: Iterator[Paper], size: int, report: IngestReport) -> Iterator[list[Paper]]:
+    """Group papers into batches of `size` distinct ids, counting repeats within a batch."""
     batch: dict[str, Paper] = {}
     for paper in papers:
         report.duplicates += paper.arxiv_id in batch
@@ -160,7 +161,7 @@ class Ingester:
             total = count_records(paths)
             bar = tqdm(total=total, unit=" papers", file=sys.stderr, dynamic_ncols=True, desc="indexing")
         try:
-            for batch in _batches(_records(paths, fmt, report, warn), BATCH_PAPERS, report):
+            for batch in batches(_records(paths, fmt, report, warn), BATCH_PAPERS, report):
                 self.write(batch, report)
                 if prune:
                     seen.update(p.arxiv_id for p in batch)
