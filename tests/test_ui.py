@@ -216,12 +216,25 @@ def _ask(page: Any, question: str) -> Any:
     return reply
 
 
+def _set_slider(page: Any, elem: str, value: int) -> None:
+    """Type a number into a Gradio slider and wait until the slider itself holds it.
+
+    The folded panel's controls mount a moment after it opens, and the typed number is committed
+    on blur: a question sent before both happened would go out with the old value.
+    """
+    for _ in range(20):
+        page.locator(f"{elem} input[type=number]").fill(str(value))
+        page.locator(f"{elem} input[type=number]").press("Tab")
+        if page.locator(f"{elem} input[type=range]").input_value() == str(value):
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError(f"the slider {elem} never took the value {value}")
+
+
 def test_browser_answer_cites_with_links_and_lists_sources(page: Any, tmp_path: Path) -> None:
     assert "extractive" in page.locator("#header").inner_text()
     page.get_by_text("Search settings").click()
-    top_k = page.locator("#top_k input[type=number]")
-    top_k.fill("3")
-    top_k.press("Enter")
+    _set_slider(page, "#top_k", 3)
 
     reply = _ask(page, "What is AdaScale SGD?")
     link = reply.locator('a[href="https://arxiv.org/abs/2007.05105"]').first
