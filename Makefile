@@ -7,7 +7,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 # llama-cpp-python compiles at install (no wheel on the registry); its LLaVA part is not needed.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: run install dev chromium test lint format bench-retrieval bench-ingest bench-llm clean-store
+.PHONY: run install dev chromium test fuzz lint format bench-retrieval bench-ingest bench-llm bench-load clean-store
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -39,6 +39,10 @@ run: install
 test: dev chromium
 	$(PY) -m pytest -q
 
+# Property-based fuzzing at full strength (`make test` runs the same properties with fewer examples).
+fuzz: dev
+	ASSISTANT_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_fuzz.py
+
 lint: dev
 	$(VENV)/bin/ruff check assistant tests bench
 	$(VENV)/bin/ruff format --check assistant tests bench
@@ -57,6 +61,9 @@ bench-ingest: dev
 
 bench-llm: dev
 	$(PY) bench/llm_latency.py
+
+bench-load: dev
+	$(PY) bench/load.py
 
 clean-store:
 	find index_store -mindepth 1 ! -name .gitkeep ! -name README.md -delete

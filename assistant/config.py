@@ -94,7 +94,7 @@ class RetrievalSettings(Section):
 
 class AnswerSettings(Section):
     llm: str = setting(
-        "extractive",
+        "auto",
         "which answerer writes the answer: auto, extractive, local, llamacpp:PATH, openai:MODEL, "
         "openai-compatible:MODEL@URL or ollama:MODEL",
         "ASSISTANT_LLM",

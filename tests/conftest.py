@@ -39,8 +39,8 @@ def embed() -> MiniLMEmbedding:
 
 
 def make_settings(store: Path, **overrides: object) -> Settings:
-    """Settings for a store in a tmp dir, with dotted overrides."""
-    return Settings.load(overrides={"store.path": store, **overrides}, env={})
+    """Settings for a store in a tmp dir, with dotted overrides; extractive unless a test picks a model."""
+    return Settings.load(overrides={"store.path": store, "answer.llm": "extractive", **overrides}, env={})
 
 
 @pytest.fixture(scope="session")

@@ -62,6 +62,7 @@ def test_answer_on_a_fresh_default_store_indexes_the_bundled_abstracts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ASSISTANT_LLM", "extractive")  # `auto` would pick the bundled model
     result = answer("What did the AdaScale SGD paper propose?")
     assert result.citations[0] == "2007.05105"
     assert "indexing the bundled abstracts" in capfd.readouterr().err

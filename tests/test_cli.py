@@ -16,7 +16,9 @@ ASK_KEYS = {"question", "answer", "citations", "passages", "backend"}
 def run(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")} | (env or {})
+    # Extractive unless a test picks a model: `auto` would load the bundled model in every call.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    full_env = clean | {"ASSISTANT_LLM": "extractive"} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "assistant", *args],
         capture_output=True,

@@ -161,6 +161,7 @@ def server(ui_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     url = f"http://127.0.0.1:{port}/"
     argv = [sys.executable, "-m", "assistant", "serve", "--store", ui_store.name, "--port", str(port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "GRADIO_"))}
+    env["ASSISTANT_LLM"] = "extractive"
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     # From the store's folder: the page names the store as given, a short name for the picture.
     with running(argv, url, log, STARTUP_SECONDS, env=env, cwd=ui_store.parent):
