@@ -114,7 +114,7 @@ class AnswerSettings(Section):
         160, "longest generated answer, in tokens", "ASSISTANT_LLM_MAX_TOKENS", ge=16, le=4096
     )
     max_context_tokens: int = setting(
-        320,
+        200,
         "passage text sent to a generative model, in tokens (about 4 characters each)",
         "ASSISTANT_LLM_CONTEXT_TOKENS",
         ge=32,
@@ -131,6 +131,16 @@ class AnswerSettings(Section):
     )
     max_question_chars: int = setting(
         2000, "longest question accepted", "ASSISTANT_MAX_QUESTION_CHARS", ge=10
+    )
+
+
+class ServeSettings(Section):
+    concurrency: int = setting(
+        4,
+        "questions the web chat answers at once (page and /chat API together); the rest wait in line",
+        "ASSISTANT_SERVE_CONCURRENCY",
+        ge=1,
+        le=64,
     )
 
 
@@ -169,6 +179,7 @@ class Settings(Section):
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
 
     @classmethod

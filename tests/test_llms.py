@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from assistant import Answer, Assistant
 from assistant.cli import main
@@ -225,6 +226,22 @@ def test_llamacpp_spec_answers_with_smollm2(seed_store: Path, embed: MiniLMEmbed
     # The fixed system prompt stays in the KV cache, so the next question only pays for its own tokens.
     warm = llama.tokenize(SYSTEM_PROMPT.encode(), add_bos=False)
     assert llama.n_tokens > len(warm)
+
+
+@needs_llama_cpp
+def test_system_prompt_cache_survives_other_prompts() -> None:
+    import llama_cpp
+
+    llm = LlamaCppChat(model_path=str(smollm2_path()), threads=2, max_tokens=4, warm_prompt=SYSTEM_PROMPT)
+    llama = llm.load()
+    # A follow-up's condensing prompt (no system prompt) runs between two answers.
+    llm.chat([ChatMessage(role=MessageRole.USER, content="Rewrite: what did it find?")])
+    llama_cpp.llama_perf_context_reset(llama._ctx.ctx)
+    question = ChatMessage(role=MessageRole.USER, content="What does AdaScale SGD adapt?")
+    llm.chat([ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT), question])
+    evaluated = llama_cpp.llama_perf_context(llama._ctx.ctx).n_p_eval
+    system = len(llama.tokenize(SYSTEM_PROMPT.encode(), add_bos=False))
+    assert evaluated < 30 < system, f"{evaluated} prompt tokens evaluated: the system prompt was not reused"
 
 
 @needs_llama_cpp
