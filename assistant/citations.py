@@ -9,13 +9,16 @@ from dataclasses import dataclass, field
 from assistant.sources.ids import normalize_id
 
 # A marker `[arXiv:ID]`, `[arXiv:A, arXiv:B]`, `(arXiv:ID; ID2)`, or a bare `arXiv:ID` in running
-# text, which claims a source too. One pass, so rewritten markers are never matched again.
+# text, which claims a source too. The marker's inside is matched greedily up to its bracket and
+# stripped later: a lazy match followed by `\s*` took quadratic time on a run of spaces.
 _CITATION = re.compile(
-    r"\s?(?:[\[(]\s*(arxiv:[^\[\]()]*?)\s*[\])]"
+    r"\s?(?:[\[(]\s*(arxiv:[^\[\]()]*)[\])]"
     r"|\barxiv:\s*([a-z\-.]+/\d{7}|\d{4}\.\d{4,5})(?:v\d+)?)",
     re.IGNORECASE,
 )
-_SEPARATOR = re.compile(r"[,;]|\s+and\s+")
+# The look-behinds start a match only at the first of a run of spaces (else quadratic on long runs).
+_SEPARATOR = re.compile(r"[,;]|(?<!\s)\s+and\s+")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<![ \t])[ \t]+([.,;:])")
 
 
 @dataclass
@@ -31,8 +34,7 @@ def _ids(match: re.Match[str]) -> list[str]:
     marker, bare = match.groups()
     if bare:
         return [normalize_id(bare)]
-    parts = (p.strip() for p in _SEPARATOR.split(marker))
-    return [normalize_id(p) for p in parts if p]
+    return [arxiv_id for part in _SEPARATOR.split(marker) if (arxiv_id := normalize_id(part))]
 
 
 def parse_citations(text: str) -> list[str]:
@@ -57,6 +59,13 @@ def verify(text: str, retrieved: Collection[str]) -> Verified:
                 result.dropped.append(arxiv_id)
         return (" " + " ".join(f"[arXiv:{i}]" for i in good)) if good else ""
 
-    cleaned = _CITATION.sub(lambda m: keep(_ids(m)), text)
-    result.text = re.sub(r"[ \t]+([.,;:])", r"\1", cleaned).strip()
+    # Until nothing changes: removing a marker, or a space before punctuation, can join the text
+    # around it into a new citation ("arXiv:9999.9[arXiv:1111.11111]9999"), which must be checked too.
+    # A pass after the first changes the text only by dropping such markers, so it gets shorter.
+    cleaned, previous = text, None
+    while cleaned != previous:
+        previous = cleaned
+        cleaned = _CITATION.sub(lambda m: keep(_ids(m)), cleaned)
+        cleaned = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", cleaned).strip()
+    result.text = cleaned
     return result

@@ -9,6 +9,7 @@ from xml.etree.ElementTree import Element
 
 from assistant.schema import BadRecord, Paper
 from assistant.sources.ids import normalize_id
+from assistant.sources.textio import clean
 from assistant.sources.xmlstream import (
     PageInfo,
     children,
@@ -32,10 +33,9 @@ def _categories(entry: Element) -> tuple[str, ...]:
 
 def parse_entry(entry: Element) -> Paper | str:
     """Return the paper in one `<entry>`, or what is wrong with it."""
-    raw_id = text(entry, "id")
-    if not raw_id:
+    arxiv_id = normalize_id(text(entry, "id") or "")
+    if not arxiv_id:  # also "arXiv:" alone
         return "an <entry> with no <id>"
-    arxiv_id = normalize_id(raw_id)
     abstract = text(entry, "summary")
     if not abstract:
         return f"{arxiv_id}: no <summary> text"
@@ -55,7 +55,8 @@ def parse_entry(entry: Element) -> Paper | str:
 def _asked_ids(href: str) -> list[str]:
     """Return the ids a request link asked for, when it was an id_list request whose answer fits one page."""
     query = parse_qs(urlsplit(href).query)
-    ids = [normalize_id(i) for i in ",".join(query.get("id_list", [])).split(",") if i.strip()]
+    # Cleaned: a "%0A" in the link would otherwise put a line break in the report of a missing id.
+    ids = [i for part in ",".join(query.get("id_list", [])).split(",") if (i := normalize_id(clean(part)))]
     start = integer(query.get("start", ["0"])[0]) or 0
     size = integer(query.get("max_results", ["10"])[0]) or 0
     return ids if not query.get("search_query") and start == 0 and len(ids) <= size else []

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import re
 
-_PREFIX = re.compile(r"^(?:https?://(?:export\.)?arxiv\.org/(?:abs|pdf)/|arxiv:)", re.IGNORECASE)
+# Every leading `arXiv:` or abs/pdf URL, not just the first: a model writes "[arXiv:arXiv:2305.14387]".
+_PREFIXES = re.compile(r"(?:\s*(?:https?://(?:export\.)?arxiv\.org/(?:abs|pdf)/|arxiv:))*\s*", re.IGNORECASE)
 # New-style ids (0704.0001, 2501.01234) and old-style ones (math/0601001, hep-th/9901001v3).
 _VERSIONED = re.compile(r"^(\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Za-z\-]+)?/\d{7})v\d+$", re.IGNORECASE)
 
 
 def normalize_id(raw: str) -> str:
     """Strip `arXiv:`/URL prefixes, `.pdf` and the version suffix; keep any other id as given."""
-    text = raw.strip()
-    text = _PREFIX.sub("", text)
-    if text.lower().endswith(".pdf"):
-        text = text[:-4]
+    # All prefixes and all `.pdf`s at once, so a normalised id normalises to itself: stored ids and
+    # the ids users and answers give are each normalised once, then compared. Index arithmetic, not
+    # a regex for the suffix: a long run of ".pdf" would make a right-anchored regex quadratic.
+    start = prefixes.end() if (prefixes := _PREFIXES.match(raw)) else 0
+    end = len(raw)
+    while True:
+        while end > start and raw[end - 1].isspace():
+            end -= 1
+        if end - start < 4 or raw[end - 4 : end].lower() != ".pdf":
+            break
+        end -= 4
+    text = raw[start:end]
     match = _VERSIONED.match(text)
     return match.group(1) if match else text

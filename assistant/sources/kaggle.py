@@ -15,11 +15,18 @@ from assistant.sources.ids import normalize_id
 from assistant.sources.textio import clean, lines
 
 _AUTHOR_SPLIT = re.compile(r",\s*|\s+and\s+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(value: str) -> str:
+    # A JSON escape like "\ud800" without its pair decodes to a lone surrogate, which no UTF-8
+    # encoder takes (the tokenizer and Chroma fail on it later): make it U+FFFD like a bad byte.
+    return clean(_SURROGATE.sub("\ufffd", value))
 
 
 def _text(record: dict[str, Any], key: str) -> str | None:
     value = record.get(key)
-    return clean(value) or None if isinstance(value, str) else None
+    return _clean(value) or None if isinstance(value, str) else None
 
 
 def _authors(record: dict[str, Any]) -> tuple[str, ...]:
@@ -29,7 +36,7 @@ def _authors(record: dict[str, Any]) -> tuple[str, ...]:
         for parts in parsed:
             if isinstance(parts, list) and parts and all(isinstance(p, str) for p in parts):
                 last, first, *suffix = parts + [""]
-                names.append(clean(" ".join([first, last, *suffix])))
+                names.append(_clean(" ".join([first, last, *suffix])))
         if names:
             return tuple(n for n in names if n)
     raw = _text(record, "authors") or ""
@@ -43,7 +50,7 @@ def _date(record: dict[str, Any]) -> str | None:
         if isinstance(created, str):
             try:
                 return email.utils.parsedate_to_datetime(created).date().isoformat()
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: a year or zone out of range
                 pass
     update = record.get("update_date")
     if isinstance(update, str):
@@ -59,9 +66,10 @@ def parse_record(record: Any) -> Paper | str:
     if not isinstance(record, dict):
         return "not a JSON object"
     raw_id = record.get("id")
-    if not isinstance(raw_id, str | int) or not str(raw_id).strip():
+    # Cleaned like every other field: an id spanning lines would break the one-line reports.
+    arxiv_id = normalize_id(_clean(str(raw_id))) if isinstance(raw_id, str | int) else ""
+    if not arxiv_id or isinstance(raw_id, bool):  # "arXiv:" alone normalises to nothing
         return "no 'id' field"
-    arxiv_id = normalize_id(str(raw_id))
     abstract = _text(record, "abstract")
     if not abstract:
         return f"{arxiv_id}: no 'abstract' text"
@@ -71,7 +79,7 @@ def parse_record(record: Any) -> Paper | str:
         abstract=abstract,
         title=_text(record, "title"),
         authors=_authors(record),
-        categories=tuple(categories.split()) if isinstance(categories, str) else (),
+        categories=tuple(_clean(categories).split()) if isinstance(categories, str) else (),
         date=_date(record),
         comment=_text(record, "comments"),
         journal_ref=_text(record, "journal-ref"),
@@ -95,6 +103,9 @@ def read_kaggle(path: Path) -> Iterator[Paper | BadRecord]:
             continue
         except json.JSONDecodeError as exc:
             yield BadRecord(source, number, f"broken JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except ValueError:  # not a JSONDecodeError: an integer longer than Python converts (4,300 digits)
+            yield BadRecord(source, number, "a number too long to read")
             continue
         paper = parse_record(record)
         yield paper if isinstance(paper, Paper) else BadRecord(source, number, paper)

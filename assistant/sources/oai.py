@@ -25,24 +25,38 @@ from assistant.sources.xmlstream import (
 )
 
 _OAI_ID = re.compile(r"^oai:arXiv\.org:", re.IGNORECASE)
-_AFFILIATION = re.compile(r"\([^()]*\)")
 _AUTHOR_SPLIT = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
 _COMMENT = re.compile(r"^Comment:\s*", re.IGNORECASE)
 _ET_AL = re.compile(r"(?:^|\s+)et\.? al\.?$", re.IGNORECASE)  # "A. Adare, et al": not a name
 
 
+def _drop_parentheses(line: str) -> str:
+    """Replace each parenthesised part, nested ones whole, by a space; unmatched parentheses stay."""
+    # One pass with a stack: removing the innermost parentheses pass by pass took quadratic time
+    # on a long run of "((((" in a huge author field.
+    out: list[str] = []
+    opened: list[int] = []  # where in `out` each open "(" is
+    for char in line:
+        if char == "(":
+            opened.append(len(out))
+        elif char == ")" and opened:
+            del out[opened.pop() :]
+            char = " "
+        out.append(char)
+    return "".join(out)
+
+
 def _names(raw: str | None) -> tuple[str, ...]:
     """Split an arXiv author line ("A (Inst), B and C (Inst (Dept))") into names, affiliations dropped."""
-    line, count = raw or "", 1
-    while count:  # innermost parentheses first: each pass removes one nesting level
-        line, count = _AFFILIATION.subn(" ", line)
+    # Spaces collapsed before splitting: on runs of spaces the split patterns backtrack quadratically.
+    line = clean(_drop_parentheses(raw or ""))
     return tuple(name for part in _AUTHOR_SPLIT.split(line) if (name := clean(_ET_AL.sub("", part))))
 
 
 def _paper(raw_id: str | None, abstract: str | None, **fields: Any) -> Paper | str:
-    if not raw_id:
+    arxiv_id = normalize_id(_OAI_ID.sub("", raw_id or ""))
+    if not arxiv_id:  # also "oai:arXiv.org:" alone
         return "a record with no identifier"
-    arxiv_id = normalize_id(_OAI_ID.sub("", raw_id))
     if not abstract:
         return f"{arxiv_id}: no abstract"
     return Paper(arxiv_id=arxiv_id, abstract=abstract, **fields)
@@ -54,7 +68,7 @@ def _first_version_date(body: Element) -> str | None:
     first = next((v for v in versions if v.get("version") == "v1"), versions[0] if versions else None)
     try:
         return email.utils.parsedate_to_datetime(text(first, "date") or "").date().isoformat()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year or zone out of range
         return None
 
 
@@ -152,7 +166,7 @@ def parse_oai(
             info.token = text(element)
             info.total = integer(element.get("completeListSize"))
         elif name == "error" and element.get("code") != "noRecordsMatch":  # no match is an empty list
-            info.error_code = element.get("code", "")
+            info.error_code = clean(element.get("code", ""))  # "&#10;" would break the one-line report
             info.error = text(element) or info.error_code
             yield BadRecord(source, line, f"the OAI-PMH service answered {info.error_code}: {info.error}")
 
