@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +60,113 @@ def running(argv: Sequence[str], ready_url: str, log: Path, timeout: float, **po
         yield
     finally:
         stop(proc)
+
+
+# --- a fake hosted model: OpenAI's chat-completions protocol, deterministic and slow on purpose ---
+
+_CITED = re.compile(r"\[arXiv:([^\]\s]+)\]")
+_QUESTION = re.compile(r"^Question: (.+)$", re.MULTILINE)
+_FOLLOW_UP = re.compile(r"^Follow-up question: (.+)$", re.MULTILINE)
+_EARLIER = re.compile(r"^User: (.+)$", re.MULTILINE)
+
+
+def fake_reply(prompt: str) -> str:
+    """Answer like a model that follows the prompt: cite every passage given, echoing the question.
+
+    A condense prompt (a follow-up) gets the follow-up with the last earlier question appended.
+    """
+    if follow_up := _FOLLOW_UP.search(prompt):
+        earlier = _EARLIER.findall(prompt)
+        return f"{follow_up[1]} {earlier[-1]}" if earlier else follow_up[1]
+    question = _QUESTION.search(prompt)
+    asked = question[1].strip().rstrip("?.") if question else "This"
+    ids = [i for i in dict.fromkeys(_CITED.findall(prompt)) if i != "ID"]  # "ID": the rule's example
+    return " ".join(f"{asked}: passage {n} answers it [arXiv:{i}]." for n, i in enumerate(ids, 1))
+
+
+class FakeOpenAI(ThreadingHTTPServer):
+    """An OpenAI-compatible chat server on 127.0.0.1 whose replies come in words, `delay` s apart.
+
+    It records the peak number of requests it was answering at once.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, delay: float = 0.03) -> None:
+        super().__init__(("127.0.0.1", 0), _FakeOpenAIHandler)
+        self.delay = delay
+        self.requests = 0
+        self.active = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """Return the base URL an OpenAI client is given (`.../v1`)."""
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _FakeOpenAIHandler(BaseHTTPRequestHandler):
+    server: FakeOpenAI
+
+    def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        reply = fake_reply(str(body["messages"][-1]["content"]))
+        fake = self.server
+        with fake.lock:
+            fake.requests += 1
+            fake.active += 1
+            fake.peak = max(fake.peak, fake.active)
+        try:
+            if body.get("stream"):
+                self._stream(reply, body.get("model", "fake"))
+            else:
+                time.sleep(fake.delay)
+                message = {"role": "assistant", "content": reply}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                self._json({"id": "fake", "object": "chat.completion", "created": 0,
+                            "model": body.get("model", "fake"), "choices": [choice]})  # fmt: skip
+        finally:
+            with fake.lock:
+                fake.active -= 1
+
+    def _stream(self, reply: str, model: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()  # HTTP/1.0 without a length: the stream ends when the connection closes
+        words = reply.split(" ")
+        for n, word in enumerate(words):
+            time.sleep(self.server.delay)
+            delta = {"role": "assistant", "content": word if n == 0 else f" {word}"}
+            self._event(model, delta, None)
+        self._event(model, {}, "stop")
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def _event(self, model: str, delta: dict[str, str], finish: str | None) -> None:
+        chunk = {"id": "fake", "object": "chat.completion.chunk", "created": 0, "model": model,
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+    def _json(self, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        """Keep the output quiet."""
+
+
+@contextmanager
+def fake_openai(delay: float = 0.03) -> Iterator[FakeOpenAI]:
+    """Serve a `FakeOpenAI` from a background thread; shut it down afterwards."""
+    server = FakeOpenAI(delay)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
