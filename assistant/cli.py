@@ -130,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--insecure", action="store_true", help="allow a non-local --host without --auth (trusted networks)"
     )
+    serve.add_argument(
+        "--concurrency", type=int, metavar="N", help="questions answered at once; more wait (default 8)"
+    )
     return parser
 
 
@@ -141,6 +144,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "retrieval.top_k": getattr(args, "top_k", None),
             "retrieval.retriever": getattr(args, "retriever", None),
             "answer.llm": getattr(args, "llm", None),
+            "serve.concurrency": getattr(args, "concurrency", None),
         },
     )
 

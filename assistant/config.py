@@ -136,7 +136,7 @@ class AnswerSettings(Section):
 
 class ServeSettings(Section):
     concurrency: int = setting(
-        4,
+        8,
         "questions the web chat answers at once (page and /chat API together); the rest wait in line",
         "ASSISTANT_SERVE_CONCURRENCY",
         ge=1,

@@ -36,12 +36,12 @@ EXAMPLES = {
     "How can NLP models be tested beyond held-out accuracy?": "2005.04118",
     "How can 3D structure be learned from images without 3D supervision?": "2006.07630",
 }
-# Requests answered at once per endpoint. Retrieval is safe to run in parallel once warmed up
-# (onnxruntime sessions and Chroma reads are thread-safe; the lazy set-up is done before launch),
-# and a hosted model mostly waits on the network, so a few run together; more would only split
-# the 2-4 cores of a laptop between them. An in-process llama.cpp model is not thread-safe: its
-# generation is serialized by a lock (see `WebChat`), while other requests still queue cheaply.
-CONCURRENCY = 4
+# The concurrency group of every event that answers a question: `serve.concurrency` bounds them
+# together. Retrieval is safe to run in parallel once warmed up (onnxruntime sessions and Chroma
+# reads are thread-safe; the lazy set-up is done before launch), and a hosted model mostly waits
+# on the network, so several run together (bench/load.py measures it). An in-process llama.cpp
+# model is not thread-safe: its generation is serialized by a lock (see `WebChat`).
+ANSWERING = "answering"
 # Beyond this many waiting requests, new ones are refused at once rather than waiting minutes.
 QUEUE_SIZE = 32
 # System fonts: the default theme would make every browser fetch fonts from Google.
@@ -193,6 +193,7 @@ def build(bot: Assistant) -> gr.Blocks:
     """Build the chat page over `bot`: chat and controls on the left, the sources panel on the right."""
     # Gradio reports usage and checks for updates unless told not to (it reads this when it would).
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    concurrency = bot.settings.serve.concurrency
     web = WebChat(bot)
     web.warm_up()  # first: it may index the bundled abstracts into an empty store
     papers = bot.store.paper_count()
@@ -235,7 +236,7 @@ def build(bot: Assistant) -> gr.Blocks:
                     # The public endpoint is `/chat` below; this one returns Markdown for the page.
                     api_name="respond",
                     api_visibility="private",
-                    concurrency_limit=CONCURRENCY,
+                    concurrency_limit=concurrency,
                 )
                 clear = gr.Button("Clear chat", variant="secondary", size="sm", elem_id="clear")
             with gr.Column(scale=2):
@@ -250,9 +251,21 @@ def build(bot: Assistant) -> gr.Blocks:
         )
         chatbot.clear(lambda: EMPTY_PANEL, None, sources, queue=False, api_visibility="private")
         chat.textbox.submit(lambda: SEARCHING, None, sources, queue=False, api_visibility="private")
-        gr.api(web.api_chat, api_name="chat", concurrency_limit=CONCURRENCY)
+        gr.api(web.api_chat, api_name="chat", concurrency_limit=concurrency, concurrency_id=ANSWERING)
+    _one_pool(app)
     app.queue(max_size=QUEUE_SIZE)
     return app
+
+
+def _one_pool(app: gr.Blocks) -> None:
+    """Put every event given a concurrency limit (those that answer) in the `ANSWERING` group.
+
+    ChatInterface makes several answering events (submit, retry, its page API) and takes no
+    `concurrency_id`: each would get its own pool, several times `serve.concurrency` in all.
+    """
+    for fn in app.fns.values():
+        if isinstance(fn.concurrency_limit, int):
+            fn.concurrency_id = ANSWERING
 
 
 def serve(
