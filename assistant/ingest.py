@@ -16,7 +16,7 @@ from llama_index.core.schema import TextNode
 from assistant import keyword
 from assistant.chunking import Chunker, content_hash, embed_text
 from assistant.config import ChunkingSettings
-from assistant.errors import AssistantError, SourceError
+from assistant.errors import AssistantError, SourceError, StoreError
 from assistant.schema import BadRecord, Paper
 from assistant.sources import detect_format, read_papers
 from assistant.sources.ids import normalize_id
@@ -114,18 +114,19 @@ class Ingester:
         known = self.store.fingerprints([p.arxiv_id for p in papers])
         nodes: list[TextNode] = []
         stale: list[str] = []
+        added = updated = unchanged = 0
         for paper in papers:
             old = known.get(paper.arxiv_id)
             if old and old[0] == content_hash(paper, self.chunker.settings):
-                report.unchanged += 1
+                unchanged += 1
                 continue
             chunks = self.chunker.nodes(paper)
             nodes.extend(chunks)
             if old:
-                report.updated += 1
+                updated += 1
                 stale.extend(f"{paper.arxiv_id}#{i}" for i in range(len(chunks), old[1]))
             else:
-                report.added += 1
+                added += 1
         # Chunk 0 carries the paper's content hash, so it is the commit mark: stale chunks go
         # first and chunk 0 is written last, so a run killed in between redoes the whole paper.
         self.store.delete_chunks(stale)
@@ -135,6 +136,10 @@ class Ingester:
             for node, vector in zip(nodes, vectors, strict=True):
                 node.embedding = vector
             self.store.upsert(nodes)
+        # Counted once written, so the summary of a run stopped by an error says what is stored.
+        report.added += added
+        report.updated += updated
+        report.unchanged += unchanged
 
     def prune(self, keep: set[str]) -> int:
         """Delete every stored paper whose id is not in `keep`; return how many were deleted."""
@@ -167,18 +172,32 @@ class Ingester:
                     seen.update(p.arxiv_id for p in batch)
                 if bar is not None:
                     bar.update(len(batch))
+            if prune:
+                if report.failed_files:
+                    warn("not pruning: some inputs were unreadable, their papers would be deleted")
+                else:
+                    report.removed = self.prune(seen)
+        except StoreError as exc:
+            # The summary counts the batches written before the failing one (which a re-run redoes).
+            raise StoreError(f"{exc} [before the failing batch: {report.summary()}]") from None
         finally:
             if bar is not None:
                 bar.close()
-        if prune:
-            if report.failed_files:
-                warn("not pruning: some inputs were unreadable, their papers would be deleted")
-            else:
-                report.removed = self.prune(seen)
-        if report.added or report.updated or report.removed:
-            # Rebuild the keyword index now, so the first question after an ingest is not slow.
-            keyword.load_or_build(self.store, progress=progress)
+        # Also after a run that stopped between its writes and this (a full disk, a kill): now it is fixed.
+        behind = self.store.count() > 0 and self.store.keyword_index_stale()
+        if report.added or report.updated or report.removed or behind:
+            self.refresh_keyword_index(report, progress=progress)
         return report
+
+    def refresh_keyword_index(self, report: IngestReport, *, progress: bool = False) -> None:
+        """Rebuild the keyword index now, so the first question after an ingest is not slow."""
+        try:
+            keyword.load_or_build(self.store, progress=progress)
+        except StoreError as exc:
+            raise StoreError(
+                f"{exc} [the papers are stored ({report.summary()}); only the keyword index is behind: "
+                f"`assistant doctor --store {self.store.where} --fix` rebuilds it]"
+            ) from None
 
 
 def delete_papers(store: Store, arxiv_ids: Iterable[str]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from llama_index.core.schema import TextNode
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
+from assistant import store_errors
 from assistant.errors import EmbeddingMismatchError, StoreError
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 # Chroma phones home unless told not to; set before chromadb is imported.
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
+CHROMA_FILE = "chroma.sqlite3"
 MODEL_KEY = "embed_model"
 GENERATION_KEY = "generation"
 KEYWORD_POINTER = "keyword_index.json"
@@ -53,9 +56,10 @@ class Store:
         if server is not None:
             self._local_folder()
             self._client = _http_client(*server)
-            self._collection = self._server_collection(create)
+            raw = self._server_collection(create)
         else:
-            self._client, self._collection = self._embedded(create)
+            self._client, raw = self._embedded(create)
+        self._collection: Any = store_errors.Guarded(raw, self.where, self.fault)
         built_with = (self._collection.metadata or {}).get(MODEL_KEY)
         if built_with != model_id:
             raise EmbeddingMismatchError(
@@ -108,6 +112,12 @@ class Store:
             )
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"store path {self.path} is a file, not a folder; give a folder path")
+        if self.path.is_dir() and not (self.path / CHROMA_FILE).exists() and (left := leftovers(self.path)):
+            # A fresh database beside old segments and keyword files would mix two stores.
+            raise StoreError(
+                f"{self.path / CHROMA_FILE} is missing beside {', '.join(left[:3])}: the store is "
+                f"incomplete; run `assistant doctor --store {self.path}`"
+            )
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             client = chromadb.PersistentClient(
@@ -117,7 +127,7 @@ class Store:
             self._client = client
             return client, self._open_collection(self._name, self.model_id)
         except Exception as exc:
-            raise StoreError(f"cannot open the Chroma store at {self.path}: {exc}") from None
+            raise self.fault(exc, "open") from None
 
     def _open_collection(self, name: str, model_id: str) -> Any:
         # get_or_create would be simpler, but we must never touch an existing collection's metadata.
@@ -160,6 +170,8 @@ class Store:
     def upsert(self, nodes: Sequence[TextNode]) -> None:
         """Write embedded nodes; the same id overwrites, so re-ingesting never duplicates."""
         batch = self._client.get_max_batch_size()
+        if nodes:
+            self._bump_generation()  # before too: a write that fails half-way still marks indexes stale
         for start in range(0, len(nodes), batch):
             part = nodes[start : start + batch]
             self._collection.upsert(
@@ -191,6 +203,8 @@ class Store:
             where = {"arxiv_id": {"$in": part}}
             found = self._collection.get(where=where, include=[])["ids"]
             if found:
+                if not deleted:
+                    self._bump_generation()  # before too, as in `upsert`
                 self._collection.delete(where=where)
                 deleted += len({chunk_id.rpartition("#")[0] for chunk_id in found})
         if deleted:
@@ -201,17 +215,34 @@ class Store:
         """Delete chunks by id (stale tails of papers whose abstract got shorter)."""
         ids = list(chunk_ids)
         if ids:
+            self._bump_generation()  # before too, as in `upsert`
             self._collection.delete(ids=ids)
             self._bump_generation()
 
+    def fault(self, exc: BaseException, action: str) -> StoreError:
+        """Turn a failed Chroma or file operation into one line saying what is wrong and what to do."""
+        server = self.server is not None
+        return store_errors.explain(exc, self.where, action, server=server, writable=self.writable)
+
+    def writable(self) -> bool:
+        """Return whether this process can really write the store folder and its database (root too)."""
+        if self.server is not None:
+            return True
+        return writable(self.path)
+
     def generation(self) -> int:
         """Return the store's change counter, as written by any process (read fresh each time)."""
-        metadata = self._client.get_collection(self._name, embedding_function=None).metadata or {}
-        return int(metadata.get(GENERATION_KEY, 0))
+        return int(self._fresh_metadata().get(GENERATION_KEY, 0))
+
+    def _fresh_metadata(self) -> dict[str, Any]:
+        try:
+            return dict(self._client.get_collection(self._name, embedding_function=None).metadata or {})
+        except Exception as exc:
+            raise self.fault(exc, "read") from None
 
     def _bump_generation(self) -> None:
         # Derived indexes (the keyword index) compare this counter to know they are stale.
-        metadata = dict(self._client.get_collection(self._name, embedding_function=None).metadata or {})
+        metadata = self._fresh_metadata()
         metadata[GENERATION_KEY] = int(metadata.get(GENERATION_KEY, 0)) + 1
         self._collection.modify(metadata=metadata)
 
@@ -243,11 +274,17 @@ class Store:
     def save_keyword_index(self, bm25: Any, generation: int) -> None:
         """Persist a bm25s index built at `generation`, atomically: a reader sees old or new, never half."""
         folder = self.path / f"keyword-{generation}-{os.getpid()}"
-        bm25.save(str(folder), corpus=bm25.corpus, show_progress=False)
         pointer = self.path / KEYWORD_POINTER
         tmp = pointer.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({"folder": folder.name, "generation": generation}))
-        os.replace(tmp, pointer)
+        try:
+            bm25.save(str(folder), corpus=bm25.corpus, show_progress=False)
+            tmp.write_text(json.dumps({"folder": folder.name, "generation": generation}))
+            os.replace(tmp, pointer)
+        except OSError as exc:
+            # The old pointer still names the old, whole index; drop what was half written.
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.unlink(missing_ok=True)
+            raise self._file_fault(exc, folder, "the keyword index") from None
         for old in self.path.glob("keyword-*"):
             if old != folder and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
@@ -260,9 +297,17 @@ class Store:
         try:
             info = json.loads(pointer.read_text())
             bm25 = bm25s.BM25.load(str(self.path / info["folder"]), load_corpus=True, show_progress=False)
-        except (OSError, ValueError, KeyError):
-            return None  # missing or unreadable: the caller rebuilds it
+        except (OSError, ValueError, KeyError, TypeError, EOFError):
+            return None  # missing or unreadable (also a damaged pointer): the caller rebuilds it
         return bm25, int(info["generation"])
+
+    def keyword_index_stale(self) -> bool:
+        """Return whether the persisted keyword index is missing or older than the store (cheap)."""
+        try:
+            built_at = json.loads((self.path / KEYWORD_POINTER).read_text())["generation"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return True
+        return bool(built_at != self.generation())
 
     def describe(self) -> dict[str, Any]:
         """Return what `assistant stats` shows."""
@@ -298,8 +343,16 @@ class Store:
             saved.pop(key, None)
         path = self.path / HARVESTS
         tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(saved, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._file_fault(exc, path, "where the harvest left off") from None
+
+    def _file_fault(self, exc: OSError, path: Path, what: str) -> StoreError:
+        todo = store_errors.file_todo(exc, str(self.path))
+        return StoreError(f"{path}: cannot save {what} ({exc.strerror or exc}); {todo}")
 
 
 def _http_client(host: str, port: int) -> Any:
@@ -317,3 +370,32 @@ def _http_client(host: str, port: int) -> Any:
             f'`chroma run --path DIR --host {host} --port {port}`, or set store.mode = "embedded"'
         ) from None
     return client
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Name the files of a store in `folder` other than its database: keyword index, harvests, vectors."""
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name in (KEYWORD_POINTER, HARVESTS)
+        or p.name.startswith("keyword-")
+        or (p.is_dir() and (p / "header.bin").exists())  # an HNSW segment folder
+    )
+
+
+def writable(folder: Path) -> bool:
+    """Return whether this process can create files in `folder` and open its database for writing.
+
+    `os.access` is not enough: it says yes to root even for an immutable (`chattr +i`) file or a
+    read-only mount, which refuse the write itself.
+    """
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        database = folder / CHROMA_FILE
+        if database.exists():
+            with open(database, "r+b"):
+                pass
+    except OSError:
+        return False
+    return True
