@@ -1,4 +1,4 @@
-"""The `assistant` command: ingest, ask, chat, stats, serve. Thin: it calls the core and formats."""
+"""The `assistant` command: ingest, ask, chat, stats, doctor, serve. Thin: it calls the core and formats."""
 
 from __future__ import annotations
 
@@ -103,6 +103,16 @@ def _parser() -> argparse.ArgumentParser:
 
     stats = commands.add_parser("stats", parents=[common], help="what the store holds")
     stats.add_argument("--json", action="store_true", help="print as JSON")
+
+    doctor = commands.add_parser(
+        "doctor", parents=[common], help="check the store, say what is wrong and how to fix it"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.add_argument(
+        "--fix",
+        action="store_true",
+        help="repair what is safe: rebuild the keyword index, drop half-written papers",
+    )
 
     delete = commands.add_parser("delete", parents=[common], help="remove papers from the store by arXiv id")
     delete.add_argument("ids", nargs="+", metavar="ID", help="e.g. 2501.01234 or arXiv:2501.01234v2")
@@ -312,6 +322,19 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from assistant.doctor import diagnose, repair
+
+    settings = _settings(args)
+    report = diagnose(settings)
+    if args.fix and any(f.fixable and not f.ok for f in report.findings):
+        done = repair(settings, report)
+        report = diagnose(settings)
+        report.repaired = done
+    print(json.dumps(report.to_dict(), indent=2) if args.json else safe(report.text()))
+    return 0 if report.healthy else 1
+
+
 def _delete(args: argparse.Namespace) -> int:
     from assistant.embeddings import MODEL_ID
     from assistant.ingest import delete_papers
@@ -331,6 +354,7 @@ _HANDLERS = {
     "serve": _serve,
     "eval": _eval,
     "delete": _delete,
+    "doctor": _doctor,
 }
 
 

@@ -1,0 +1,315 @@
+"""`assistant doctor`: check a store end to end, say what is wrong and how to fix it; repair what is safe.
+
+Store faults make `Store` refuse to open, so the first checks read `chroma.sqlite3` themselves, read-only
+with the standard `sqlite3` module (never through Chroma, which writes even to read). Every repair goes
+through `Store` and `keyword`, and only rebuilds derived data or removes papers an ingest left half-written.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant import keyword
+from assistant.config import Settings
+from assistant.embeddings import MODEL_ID
+from assistant.errors import AssistantError
+from assistant.store import CHROMA_FILE, KEYWORD_POINTER, MODEL_KEY, SCAN_PAGE, Store, leftovers, writable
+
+# Chroma tables a store cannot work without.
+TABLES = ("collections", "collection_metadata", "segments", "embeddings", "embedding_metadata")
+# Stored vectors looked up again by a real nearest-neighbour query.
+PROBES = 3
+
+
+@dataclass
+class Finding:
+    """One check: what was found and, for a problem, what to do."""
+
+    check: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    fixable: bool = False  # `assistant doctor --fix` repairs it
+
+
+@dataclass
+class Diagnosis:
+    """Every check run on one store, in order; a failed check can stop the ones that need it."""
+
+    store: str
+    findings: list[Finding] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    # Filled by the checks, for messages and for `repair`.
+    vector_folder: str = ""
+    broken_papers: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        """Return whether every check passed."""
+        return all(f.ok for f in self.findings)
+
+    def ok(self, check: str, detail: str) -> None:
+        """Record a passed check."""
+        self.findings.append(Finding(check, True, detail))
+
+    def problem(self, check: str, detail: str, fix: str, *, fixable: bool = False) -> None:
+        """Record a failed check and what to do about it."""
+        self.findings.append(Finding(check, False, detail, fix, fixable))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the diagnosis as JSON-ready data."""
+        return {
+            "store": self.store,
+            "healthy": self.healthy,
+            "checks": [asdict(f) for f in self.findings],
+            "repaired": self.repaired,
+        }
+
+    def text(self) -> str:
+        """Render the diagnosis for the terminal: one line per check, and a fix under each problem."""
+        lines = [f"store {self.store}"]
+        lines += [f"  fixed    {action}" for action in self.repaired]
+        for f in self.findings:
+            lines.append(f"  {'ok' if f.ok else 'PROBLEM':8} {f.check}: {f.detail}")
+            if f.fix:
+                lines.append(f"           fix: {f.fix}")
+        problems = sum(not f.ok for f in self.findings)
+        lines.append("healthy" if not problems else f"{problems} problem{'s' * (problems > 1)} found")
+        return "\n".join(lines)
+
+
+def diagnose(settings: Settings) -> Diagnosis:
+    """Run every check that applies to the configured store, stopping where the rest cannot run."""
+    where = (
+        f"http://{settings.store.host}:{settings.store.port}" if _server(settings) else settings.store.path
+    )
+    report = Diagnosis(str(where))
+    if not _server(settings) and not _files(settings, report):
+        return report
+    try:
+        store = Store.from_settings(settings.store, MODEL_ID, create=False)
+        chunks = store.count()
+    except AssistantError as exc:
+        detail = _plain(exc, report.store)
+        if "hnsw" in detail.lower():
+            detail = f"the vector index{report.vector_folder} is damaged: {detail}"
+        report.problem("opens", detail, _rebuild(settings))
+        return report
+    report.ok("opens", f"Chroma opens it: {chunks} chunks")
+    try:
+        ids = _papers(store, report)
+        if chunks:
+            _vectors(store, ids, report, settings)
+        _keyword_index(store, ids, report, settings)
+    except AssistantError as exc:
+        report.problem("reads", _plain(exc, report.store), _rebuild(settings))
+    return report
+
+
+def repair(settings: Settings, report: Diagnosis) -> list[str]:
+    """Repair what `report` marks fixable; return what was done. Run `diagnose` again to see the result."""
+    done: list[str] = []
+    store = Store.from_settings(settings.store, MODEL_ID, create=False)
+    if report.broken_papers:
+        store.delete_papers(report.broken_papers)
+        done.append(
+            f"removed {len(report.broken_papers)} half-written papers ({_some(report.broken_papers)}); "
+            "ingest their source again to add them back"
+        )
+    if any(f.fixable and not f.ok for f in report.findings):
+        generation = store.generation()  # read first: a write meanwhile leaves the index marked stale
+        store.save_keyword_index(keyword.build(store), generation)
+        done.append(f"rebuilt the keyword index over {store.count()} chunks")
+    return done
+
+
+def _server(settings: Settings) -> bool:
+    return settings.store.mode == "server"
+
+
+def _rebuild(settings: Settings) -> str:
+    folder = settings.store.path
+    if _server(settings):
+        return "check the Chroma server's log; if its data is lost, re-ingest: `assistant ingest SOURCE`"
+    return f"move {folder} aside (or delete it) and re-ingest: `assistant ingest SOURCE --store {folder}`"
+
+
+def _files(settings: Settings, report: Diagnosis) -> bool:
+    """Check the folder and its database without Chroma; return whether Chroma can be tried next."""
+    folder = Path(settings.store.path)
+    database = folder / CHROMA_FILE
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        report.problem(
+            "folder", f"{folder} {what}", f"build a store: `assistant ingest SOURCE --store {folder}`"
+        )
+        return False
+    if not database.is_file():
+        if others := leftovers(folder):
+            detail = f"{database} is missing, but the folder holds {', '.join(others[:4])}"
+            report.problem("database", detail, _rebuild(settings))
+        else:
+            detail = f"{folder} holds no store"
+            report.problem("database", detail, f"build one: `assistant ingest SOURCE --store {folder}`")
+        return False
+    try:
+        found = _read_database(database, settings.store.collection)
+    except sqlite3.Error as exc:
+        report.problem("database", f"{database} is damaged: {exc}", _rebuild(settings))
+        return False
+    report.ok("database", f"{database} passes SQLite's integrity check")
+    if found.get("vector_segment"):
+        report.vector_folder = f" ({folder / found['vector_segment']})"
+    if writable(folder):
+        report.ok("writable", f"{folder} can be written (Chroma needs that even to read)")
+    else:
+        report.problem(
+            "writable",
+            f"{folder} or {database.name} is read-only; Chroma cannot open it even to read",
+            f"make it writable, e.g. `chmod -R u+w {folder}` (`chattr -R -i {folder}` if immutable)",
+        )
+        return False
+    name, model = settings.store.collection, found.get(MODEL_KEY)
+    if "layout" in found:
+        return True
+    if "collection" not in found:
+        report.problem(
+            "collection",
+            f"no collection {name!r} in {database}",
+            f"`assistant ingest SOURCE --store {folder}`, or set store.collection to the one it holds",
+        )
+        return False
+    if model != MODEL_ID:
+        report.problem(
+            "embedding model",
+            f"built with {model!r}, but this assistant embeds with {MODEL_ID!r}",
+            f"ingest into a new folder: `assistant ingest SOURCE --store NEW_DIR` (or delete {folder} first)",
+        )
+        return False
+    report.ok("embedding model", f"{model} (the one this assistant uses)")
+    return True
+
+
+def _read_database(database: Path, collection: str) -> dict[str, Any]:
+    """Run SQLite's quick check and read the collection's row; raise `sqlite3.Error` on damage."""
+    connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        verdict = [row[0] for row in connection.execute("PRAGMA quick_check")]
+        if verdict != ["ok"]:
+            raise sqlite3.DatabaseError("; ".join(verdict[:3]))
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if missing := [t for t in TABLES if t not in tables]:
+            raise sqlite3.DatabaseError(f"Chroma tables missing: {', '.join(missing)}")
+        try:
+            return _collection_row(connection, collection)
+        except sqlite3.OperationalError:
+            return {"layout": "unknown"}  # another Chroma version's tables: leave it to Chroma to judge
+    finally:
+        connection.close()
+
+
+def _collection_row(connection: sqlite3.Connection, collection: str) -> dict[str, Any]:
+    row = connection.execute("SELECT id FROM collections WHERE name = ?", (collection,)).fetchone()
+    if row is None:
+        return {}
+    model = connection.execute(
+        "SELECT str_value FROM collection_metadata WHERE collection_id = ? AND key = ?", (row[0], MODEL_KEY)
+    ).fetchone()
+    segment = connection.execute(
+        "SELECT id FROM segments WHERE collection = ? AND scope = 'VECTOR'", (row[0],)
+    ).fetchone()
+    return {"collection": row[0], MODEL_KEY: model and model[0], "vector_segment": segment and segment[0]}
+
+
+def _papers(store: Store, report: Diagnosis) -> list[str]:
+    """Check that every paper is whole (chunk 0 written, as many chunks as it says); return all chunk ids."""
+    ids: list[str] = []
+    chunks: dict[str, set[int]] = defaultdict(set)
+    declared: dict[str, int] = {}
+    for page_ids, _, metadatas in store.scan():
+        ids.extend(page_ids)
+        for chunk_id, metadata in zip(page_ids, metadatas, strict=True):
+            paper, _, number = chunk_id.rpartition("#")
+            chunks[paper].add(int(number))
+            if number == "0":
+                declared[paper] = int(metadata.get("n_chunks", 1))
+    broken = sorted(p for p, numbers in chunks.items() if numbers != set(range(declared.get(p, -1))))
+    if broken:
+        report.broken_papers = broken
+        report.problem(
+            "papers",
+            f"{len(broken)} of {len(chunks)} papers are half-written (an ingest stopped mid-way): "
+            + _some(broken),
+            f"`assistant doctor --store {store.where} --fix` removes them; then ingest their source "
+            f"again to add them back: `assistant ingest SOURCE --store {store.where}`",
+            fixable=True,
+        )
+    else:
+        report.ok("papers", f"{len(chunks)} papers, each with all its chunks")
+    return ids
+
+
+def _vectors(store: Store, ids: list[str], report: Diagnosis, settings: Settings) -> None:
+    """Check that every chunk has a vector, and that a real query finds a stored vector's own chunk."""
+    from llama_index.core.vector_stores.types import VectorStoreQuery
+
+    vectors: dict[str, list[float]] = {}
+    try:
+        for start in range(0, len(ids), SCAN_PAGE):
+            page = store.get_chunks(ids[start : start + SCAN_PAGE], embeddings=True)
+            missing = [i for i in ids[start : start + SCAN_PAGE] if page.get(i, {}).get("embedding") is None]
+            if missing:
+                raise AssistantError(f"no vector for {len(missing)} chunks, e.g. {_some(missing)}")
+            if not vectors:
+                probes = random.Random(0).sample(sorted(page), min(PROBES, len(page)))
+                vectors = {i: page[i]["embedding"] for i in probes}
+        index = store.vector_store()
+        for chunk_id, vector in vectors.items():
+            query = VectorStoreQuery(query_embedding=list(map(float, vector)), similarity_top_k=3)
+            if chunk_id not in (index.query(query).ids or []):
+                raise AssistantError(f"a query with the vector of {chunk_id} does not find {chunk_id}")
+    except AssistantError as exc:
+        detail = f"the vector index{report.vector_folder} is damaged: {_plain(exc, store.where)}"
+        report.problem("vectors", detail, _rebuild(settings))
+        return
+    report.ok("vectors", f"{len(ids)} chunks, each with a vector; nearest-neighbour queries find them")
+
+
+def _keyword_index(store: Store, ids: list[str], report: Diagnosis, settings: Settings) -> None:
+    """Check that the keyword (BM25) index exists, loads, and covers exactly the stored chunks."""
+    fix = f"`assistant doctor --store {store.where} --fix` rebuilds it from the store"
+    if not ids:
+        report.ok("keyword index", "the store is empty: nothing to index")
+        return
+    found = store.load_keyword_index()
+    pointer = Path(store.path) / KEYWORD_POINTER
+    if found is None:
+        what = "cannot be loaded (damaged files)" if pointer.exists() else "is missing"
+        report.problem("keyword index", f"{pointer} {what}", fix, fixable=True)
+        return
+    bm25, built_at = found
+    indexed = {entry["node_id"] for entry in bm25.corpus}
+    generation = store.generation()
+    if built_at != generation:
+        detail = f"built at store generation {built_at}, the store is at {generation} (stale)"
+        report.problem("keyword index", detail, fix, fixable=True)
+    elif indexed != set(ids):
+        detail = f"out of step: it holds {len(indexed)} chunks, the store {len(ids)}"
+        report.problem("keyword index", detail, fix, fixable=True)
+    else:
+        report.ok("keyword index", f"{len(indexed)} chunks, up to date")
+
+
+def _plain(exc: AssistantError, where: str) -> str:
+    # A store error names the store and ends "run doctor": here both are noise (and a circle).
+    text = str(exc).split("; run `assistant doctor")[0]
+    return text.removeprefix(f"{where}: ")
+
+
+def _some(items: list[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
