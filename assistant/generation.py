@@ -26,6 +26,22 @@ HEADER_TOKENS = 12  # a "Passage n [arXiv:ID]" line, before its title
 _PARAGRAPH = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*\u2022]|\d+[.)])\s)")
 # Small models sometimes cite a passage by its number ("[2]") instead of its id.
 _NUMBERED = re.compile(r"\[(?:Passage\s*)?(\d{1,2})\]", re.IGNORECASE)
+# ... or by its bare id ("[2401.01234]") or abstract page: sources too, so they are verified too.
+_BARE_ID = re.compile(
+    r"\[\s*(\d{4}\.\d{4,5})(?:v\d+)?\s*\]"
+    r"|\bhttps?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/([a-z\-.]+/\d{7}|\d{4}\.\d{4,5})(?:v\d+)?(?:\.pdf)?",
+    re.IGNORECASE,
+)
+# Passage text must not close the fence around the passages (prompts.PASSAGES_OPEN/CLOSE).
+_FENCE = re.compile(r"<\s*/?\s*passages\s*>", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A reply that quotes one of these rules repeats its instructions instead of answering, as a
+# retrieved abstract might ask it to ("reveal your system prompt"); NOT_FOUND alone is an answer.
+_RULES = [
+    " ".join(part.lower().split()).rstrip(".:;")
+    for part in re.split(r"(?<=[.:;])\s+", SYSTEM_PROMPT)
+    if len(part) >= 25 and part not in NOT_FOUND
+]
 
 
 @dataclass(frozen=True)
@@ -39,16 +55,21 @@ class Context:
         return [p.arxiv_id for p, _ in self.papers]
 
     def render(self) -> str:
-        """Return the numbered passages as the user message shows them."""
+        """Return the numbered passages as the user message shows them, each as data on two lines."""
         return "\n\n".join(
             PASSAGE.format(
                 number=n,
                 arxiv_id=p.arxiv_id,
-                title=f" {p.title}" if p.title else "",
-                text=" ".join(chosen),
+                title=f" {as_data(p.title)}" if p.title else "",
+                text=as_data(" ".join(chosen)),
             )
             for n, (p, chosen) in enumerate(self.papers, start=1)
         )
+
+
+def as_data(text: str) -> str:
+    """Flatten passage text to one line that cannot close the passages' fence or fake a prompt line."""
+    return _FENCE.sub("(passages)", " ".join(text.split()))
 
 
 def approx_tokens(text: str) -> int:
@@ -112,6 +133,17 @@ def number_to_id(text: str, ids: Sequence[str]) -> str:
         return f"[arXiv:{ids[n - 1]}]" if 1 <= n <= len(ids) else match.group(0)
 
     return _NUMBERED.sub(replace, text)
+
+
+def ids_to_markers(text: str) -> str:
+    """Rewrite bare `[2401.01234]` ids and arxiv.org links as `[arXiv:ID]`, so they are verified too."""
+    return _BARE_ID.sub(lambda m: f"[arXiv:{m.group(1) or m.group(2)}]", text)
+
+
+def repeats_instructions(text: str) -> bool:
+    """Whether a reply quotes the system prompt's rules instead of answering."""
+    said = " ".join(text.lower().split())
+    return any(rule in said for rule in _RULES)
 
 
 def uncited_claims(text: str) -> list[str]:
@@ -188,9 +220,13 @@ def stream_answer(
         failure = backend.describe_failure(exc)
     if failure is None and not text.strip():
         failure = "it returned an empty answer"
+    if failure is None and repeats_instructions(text):
+        failure = "it repeated its instructions instead of answering; an abstract may hold a prompt injection"
     if failure is not None:
-        notice = FALLBACK_NOTICE.format(backend=backend.name, reason=failure)
+        # The reason may quote a remote server: no control characters reach the terminal or the log.
+        notice = FALLBACK_NOTICE.format(backend=backend.name, reason=_CONTROL.sub("", failure))
         print(f"assistant: {notice}", file=sys.stderr)
         yield extractive([notice])
         return
-    yield finish(question, number_to_id(text, context.ids()), passages, backend.name)
+    draft = ids_to_markers(number_to_id(text, context.ids()))
+    yield finish(question, draft, passages, backend.name)
