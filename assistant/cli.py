@@ -16,13 +16,27 @@ from assistant.retrieval import RETRIEVERS
 from assistant.schema import Answer
 from assistant.sources import FORMATS
 
-# Terminal control characters from an abstract must not reach the terminal (escape sequences).
+# Terminal control characters from an abstract must not reach the terminal (escape sequences):
+# C0 but tab and newline, DEL, and C1 (U+009B is a one-character CSI on many terminals).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# JSON escapes C0 itself; with ensure_ascii=False it would let DEL and C1 through raw.
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f]")
 
 
 def safe(text: str) -> str:
     """Make untrusted text inert on a terminal."""
     return _CONTROL.sub("", text)
+
+
+def to_json(data: Any) -> str:
+    """Return `data` as readable JSON (UTF-8 kept) in which no control character appears raw."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def warn(message: str) -> None:
+    """Print a message that may quote input data on stderr, inert."""
+    print(safe(message), file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -174,7 +188,7 @@ def format_answer(result: Answer) -> str:
 
 
 def format_sources(result: Answer) -> str:
-    """Render what follows an answer's text: removed citations, grounding, sources, warnings."""
+    """Render what follows an answer's text: removed citations, grounding, sources, warnings (inert)."""
     lines = []
     if not result.grounded:
         lines.append("(not grounded: some statements cite no retrieved paper; check them in the sources)")
@@ -185,15 +199,14 @@ def format_sources(result: Answer) -> str:
     lines.append(f"Sources ({result.backend} answer):")
     for p in result.passages:
         mark = "*" if p.arxiv_id in result.citations else " "
-        title = f" {safe(p.title)}" if p.title else ""
+        title = f" {' '.join(p.title.split())}" if p.title else ""
         lines.append(f" {mark} arXiv:{p.arxiv_id} ({p.score:.2f}){title}  https://arxiv.org/abs/{p.arxiv_id}")
     lines.extend(f"warning: {w}" for w in result.warnings)
-    return "\n".join(lines)
+    # Ids, titles and warnings all come from data or remote servers.
+    return safe("\n".join(lines))
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from functools import partial
-
     from assistant.embeddings import default_embedding
     from assistant.fetch import LiveRequest, fetch
     from assistant.ingest import Ingester, IngestReport
@@ -216,13 +229,14 @@ def _ingest(args: argparse.Namespace) -> int:
     ingester = Ingester(store, embed, settings.chunking)
     if args.paths:
         prune = args.prune_missing
-        report = ingester.ingest(args.paths, args.format, progress=sys.stderr.isatty(), prune=prune)
+        report = ingester.ingest(
+            args.paths, args.format, progress=sys.stderr.isatty(), prune=prune, warn=warn
+        )
         print(report.summary())
         return 1 if report.failed_files else 0
     report = IngestReport()
-    say = partial(print, file=sys.stderr)
     try:
-        fetch(ingester, report, settings.fetch, live, say, say if sys.stderr.isatty() else None)
+        fetch(ingester, report, settings.fetch, live, warn, warn if sys.stderr.isatty() else None)
     finally:
         print(report.summary())  # also when the fetch stops early: what it stored is kept
     return 0
@@ -234,7 +248,7 @@ def _ask(args: argparse.Namespace) -> int:
     bot = Assistant(_settings(args))
     if args.json:
         result = bot.ask(args.question, filters=_filters(args))
-        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        print(to_json(result.to_dict()))
         return 0
     streamed = ""
     for piece in bot.stream(args.question, filters=_filters(args)):
@@ -273,7 +287,7 @@ def _chat(args: argparse.Namespace) -> int:
             history.append(bot.chat(question, history, filters=_filters(args)))
             print(format_answer(history[-1]), end="\n\n")
         except AssistantError as exc:
-            print(f"assistant: {exc}", file=sys.stderr)
+            warn(f"assistant: {exc}")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -294,7 +308,6 @@ def _eval(args: argparse.Namespace) -> int:
         raise InputError(f"--k {args.k!r}: give whole numbers separated by commas, e.g. 1,5,10") from None
     if not ks or min(ks) < 1:
         raise InputError("--k values must be 1 or more")
-    warn = lambda message: print(message, file=sys.stderr)  # noqa: E731
     cases = load_cases(args.questions, warn)
     retrievers = RETRIEVERS if args.scored == "all" else (args.scored,)
     report = evaluate(
@@ -306,8 +319,7 @@ def _eval(args: argparse.Namespace) -> int:
         warn=warn,
         progress=sys.stderr.isatty(),
     )
-    as_json = json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
-    print(as_json if args.json else eval_report.markdown(report))
+    print(to_json(report.to_dict()) if args.json else safe(eval_report.markdown(report)))
     if args.out:
         for path in eval_report.write(report, args.out):
             print(f"wrote {path}", file=sys.stderr)
@@ -318,7 +330,7 @@ def _stats(args: argparse.Namespace) -> int:
     from assistant.pipeline import open_store
 
     info: dict[str, Any] = open_store(_settings(args), for_writing=False).describe()
-    print(json.dumps(info, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+    print(to_json(info) if args.json else safe("\n".join(f"{k}: {v}" for k, v in info.items())))
     return 0
 
 
@@ -365,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except AssistantError as exc:
-        print(f"assistant: error: {exc}", file=sys.stderr)
+        warn(f"assistant: error: {exc}")  # messages may quote input files or servers
         return 1
     except KeyboardInterrupt:
         print("assistant: interrupted", file=sys.stderr)

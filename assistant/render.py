@@ -13,10 +13,12 @@ ABS_URL = "https://arxiv.org/abs/{}"
 # A verified citation as `citations.verify` writes it: one id per marker.
 _MARKER = re.compile(r"\[arXiv:([A-Za-z\-.]+/\d{7}|\d{4}\.\d{4,5})\]")
 # Markdown syntax that could turn abstract or model text into links, images, HTML, code, tables or
-# emphasis; `&`, `<`, `>` become entities first, so no raw HTML reaches the renderer.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~{}$])")
+# emphasis; `&`, `<`, `>` become entities first, so no raw HTML reaches the renderer. `:`, `.` and
+# `@` too: the chat's Markdown (GFM) links bare `https://...`, `www.` and e-mail addresses, and
+# the only links in an answer are to the verified citations' abstract pages.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~{}$:.@])")
 _LINKED = re.compile(r"\[arXiv:([^\]]+)\]\(https://arxiv\.org/abs/[^)\s]+\)")
-_BACKSLASHED = re.compile(r"\\([\\`*_\[\]()#!|~{}$])")
+_BACKSLASHED = re.compile(r"\\([\\`*_\[\]()#!|~{}$:.@])")
 
 VERIFYING = '<p class="aa-empty">Sources and verified citations appear when the answer is complete…</p>'
 SEARCHING = '<p class="aa-empty">Searching the abstracts…</p>'
