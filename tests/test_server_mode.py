@@ -50,7 +50,8 @@ from assistant.embeddings import MODEL_ID, default_embedding
 from assistant.errors import StoreError
 from assistant.pipeline import Assistant
 from assistant.store import Store
-overrides = {"store.path": sys.argv[1], "store.mode": "server", "store.port": sys.argv[2], "answer.llm": "extractive"}
+overrides = {"store.path": sys.argv[1], "store.mode": "server", "store.port": sys.argv[2]}
+overrides["answer.llm"] = "extractive"
 settings = Settings.load(overrides=overrides, env={})
 deadline = time.monotonic() + 120
 while time.monotonic() < deadline:
