@@ -75,6 +75,15 @@ class RetrievalSettings(Section):
     fusion: Literal["relative_score", "reciprocal_rerank", "dist_based_score"] = setting(
         "dist_based_score", "how hybrid fuses the dense and BM25 rankings", "ASSISTANT_FUSION"
     )
+    # BM25 is the stronger ranking on arXiv abstracts (exact method names, datasets); an equal share
+    # let the weaker dense ranking outvote it (README "Retrieval benchmark": 0.3 calibrated there).
+    dense_weight: float = setting(
+        0.3,
+        "dense ranking's share in hybrid fusion, BM25 gets the rest (score fusions only)",
+        "ASSISTANT_DENSE_WEIGHT",
+        ge=0,
+        le=1,
+    )
     # Relevance thresholds, calibrated per retriever (README "Knowing when not to answer"): a
     # passage counts only if one of its sentences has at least this cosine to the question.
     min_score_dense: float = setting(

@@ -89,7 +89,10 @@ class Assistant:
         question = check_question(question, self.settings.answer.max_question_chars)
         self.ensure_indexed()
         if self._retrieval is None:
-            self._retrieval = Retrieval(self.store, self.embed_model, fusion=self.settings.retrieval.fusion)
+            retrieval = self.settings.retrieval
+            self._retrieval = Retrieval(
+                self.store, self.embed_model, fusion=retrieval.fusion, dense_weight=retrieval.dense_weight
+            )
         return self._retrieval.retrieve(
             question,
             top_k or self.settings.retrieval.top_k,

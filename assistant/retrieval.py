@@ -158,10 +158,18 @@ class KeywordRetriever(BaseRetriever):
 class Retrieval:
     """Dense, BM25 or hybrid retrieval with filters; each passage scored by cosine to the question."""
 
-    def __init__(self, store: Store, embed_model: BaseEmbedding, *, fusion: str = "relative_score") -> None:
+    def __init__(
+        self,
+        store: Store,
+        embed_model: BaseEmbedding,
+        *,
+        fusion: str = "dist_based_score",
+        dense_weight: float = 0.3,
+    ) -> None:
         self.store = store
         self.embed_model = embed_model
         self.fusion = fusion
+        self.dense_weight = dense_weight
         self._index = VectorStoreIndex.from_vector_store(store.vector_store(), embed_model=embed_model)
         self._bm25: Any = None
         self._bm25_generation = -1
@@ -215,6 +223,7 @@ class Retrieval:
                 similarity_top_k=n,
                 num_queries=1,
                 use_async=False,
+                retriever_weights=[self.dense_weight, 1 - self.dense_weight],  # in `retrievers` order
             )
             hits = fused.retrieve(bundle)
         return self._passages(hits, bundle.embedding, top_k)

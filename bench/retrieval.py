@@ -139,7 +139,10 @@ def main() -> int:
     parser.add_argument(
         "--stores", type=Path, default=Path("/tmp/arxiv-assistant-bench"), help="where stores are kept"
     )
-    parser.add_argument("--fusion", default="relative_score", help="hybrid fusion mode(s), comma-separated")
+    parser.add_argument("--fusion", default="dist_based_score", help="hybrid fusion mode(s), comma-separated")
+    parser.add_argument(
+        "--dense-weight", default="", help="hybrid's dense share(s), comma-separated (default: the setting)"
+    )
     args = parser.parse_args()
     for n in args.n or [20000]:
         corpus = papers(args.data, n)
@@ -154,12 +157,17 @@ def main() -> int:
         print("| retriever | " + " | ".join(columns + extra) + " |")
         print("|---" * (len(columns) + len(extra) + 1) + "|")
         for kind in KINDS:
-            for fusion in args.fusion.split(",") if kind == "hybrid" else [""]:
+            weights = [float(w) for w in args.dense_weight.split(",") if w] or [
+                bot.settings.retrieval.dense_weight
+            ]
+            variants = itertools.product(args.fusion.split(","), weights) if kind == "hybrid" else [("", 0.0)]
+            for fusion, weight in variants:
                 if fusion:
                     bot.settings.retrieval.fusion = fusion  # type: ignore[assignment]
-                    bot._retrieval = None  # rebuilt with the new fusion mode on next use
+                    bot.settings.retrieval.dense_weight = weight
+                    bot._retrieval = None  # rebuilt with the new fusion settings on next use
                 row = evaluate(bot, questions, kind) | off_topic(bot, kind)
-                name = f"hybrid ({fusion})" if fusion else kind
+                name = f"hybrid ({fusion}, dense {weight:g})" if fusion else kind
                 print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in columns + extra) + " |")
     return 0
 

@@ -49,6 +49,20 @@ def test_each_retriever_alone_misses_one_of_them(seed_assistant: Assistant) -> N
     assert ids(seed_assistant.retrieve(KEYWORD_ONLY[0], retriever="bm25"))[0] == KEYWORD_ONLY[1]
 
 
+@pytest.mark.parametrize(("weight", "alone"), [(0.0, "bm25"), (1.0, "dense")])
+def test_hybrid_dense_weight_gives_one_ranking_all_the_say(
+    head200: Assistant, weight: float, alone: str
+) -> None:
+    question = "superconductivity in thin films at low temperature"
+    expected = ids(head200.retrieve(question, top_k=5, retriever=alone))
+    assert len(expected) == 5
+    head200.settings.retrieval.dense_weight, head200._retrieval = weight, None
+    try:
+        assert ids(head200.retrieve(question, top_k=5, retriever="hybrid")) == expected
+    finally:
+        head200.settings.retrieval.dense_weight, head200._retrieval = 0.3, None
+
+
 @pytest.mark.parametrize("kind", RETRIEVERS)
 def test_filters_alone_and_combined(head200: Assistant, kind: str) -> None:
     def found(query: str = "combinatorics of graphs and particles", **filters: object) -> list:  # type: ignore[type-arg]
