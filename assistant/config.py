@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from assistant.errors import ConfigError
 
 CONFIG_ENV = "ASSISTANT_CONFIG"
+# Unknown names that look like a secret put inline: refused with a pointer to the safe places.
+_SECRET_NAME = re.compile(r"(^|_)(api_?key|key|token|secret|password)$", re.IGNORECASE)
 
 
 def setting(default: Any, description: str, env: str, **limits: Any) -> Any:
@@ -110,8 +113,14 @@ class AnswerSettings(Section):
     )
     hosted: str = setting(
         "openai:gpt-4o-mini",
-        "the hosted model `auto` prefers when it is usable (openai: needs OPENAI_API_KEY); empty = none",
+        "the hosted model `auto` prefers when it is usable (openai: needs a key); empty = none",
         "ASSISTANT_HOSTED_LLM",
+    )
+    api_key_file: str = setting(
+        "",
+        "file holding only the API key of the openai: or openai-compatible: model (chmod 600); "
+        "its env var (OPENAI_API_KEY, OPENAI_COMPATIBLE_API_KEY) wins when set; empty = none",
+        "ASSISTANT_API_KEY_FILE",
     )
     timeout: float = setting(
         30.0,
@@ -276,7 +285,17 @@ def _put(data: dict[str, Any], origin: dict[str, str], dotted: str, value: Any, 
 
 
 def _describe(exc: ValidationError, origin: dict[str, str]) -> str:
-    error = exc.errors()[0]
+    """Say which setting from which source is wrong; never quote the value (it may be a secret)."""
+    errors = exc.errors()
+    secrets = [e for e in errors if e["type"] == "extra_forbidden" and _SECRET_NAME.search(str(e["loc"][-1]))]
+    if secrets:
+        dotted = ".".join(str(part) for part in secrets[0]["loc"])
+        return (
+            f"{origin.get(dotted, 'the settings')}: {dotted!r} would keep an API key in a profile; "
+            "remove it and put the key in a file named by answer.api_key_file (chmod 600) "
+            "or in OPENAI_API_KEY / OPENAI_COMPATIBLE_API_KEY"
+        )
+    error = errors[0]
     dotted = ".".join(str(part) for part in error["loc"])
     source = origin.get(dotted, "the settings")
     if error["type"] == "extra_forbidden":
