@@ -55,6 +55,7 @@ class Assistant:
         self.embed_model.batch_tokens = self.settings.embedding.batch_tokens
         self.store = store or open_store(self.settings, for_writing=False)
         self._retrieval: Retrieval | None = None
+        self._indexed = False
 
     @property
     def backend(self) -> str:
@@ -68,6 +69,8 @@ class Assistant:
 
     def ensure_indexed(self) -> None:
         """Index the bundled abstracts into an empty store, saying so on stderr."""
+        if self._indexed:
+            return  # counting costs 8 ms a question at 75k papers; a store seen filled stays so
         if self.store.count() == 0:
             print(
                 f"{self.store.path} is empty: indexing the bundled abstracts (first run only)",
@@ -76,6 +79,7 @@ class Assistant:
             Ingester(self.store, self.embed_model, self.settings.chunking).ingest(
                 [bundled_corpus()], progress=True
             )
+        self._indexed = True
 
     def retrieve(
         self,
