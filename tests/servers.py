@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -84,6 +84,48 @@ def fake_reply(prompt: str) -> str:
     return " ".join(f"{asked}: passage {n} answers it [arXiv:{i}]." for n, i in enumerate(ids, 1))
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that sends whole bodies and logs nothing."""
+
+    def send(self, status: int, body: bytes, content_type: str) -> None:
+        """Send `body` with its status, type and length."""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        """Keep the test output quiet."""
+
+
+Server = TypeVar("Server", bound=ThreadingHTTPServer)
+
+
+@contextmanager
+def in_background(server: Server) -> Iterator[Server]:
+    """Serve from a daemon thread; shut the server down and close it afterwards."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def stub_server(handler: type[BaseHTTPRequestHandler], **attributes: Any) -> Iterator[ThreadingHTTPServer]:
+    """Serve `handler` on a free 127.0.0.1 port with `attributes` set on the server and `.url` its /v1."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    for name, value in attributes.items():
+        setattr(server, name, value)
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"  # type: ignore[attr-defined]
+    with in_background(server):
+        yield server
+
+
 class FakeOpenAI(ThreadingHTTPServer):
     """An OpenAI-compatible chat server on 127.0.0.1 whose replies come in words, `delay` s apart.
 
@@ -106,7 +148,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
 
-class _FakeOpenAIHandler(BaseHTTPRequestHandler):
+class _FakeOpenAIHandler(QuietHandler):
     server: FakeOpenAI
 
     def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
@@ -124,8 +166,9 @@ class _FakeOpenAIHandler(BaseHTTPRequestHandler):
                 time.sleep(fake.delay)
                 message = {"role": "assistant", "content": reply}
                 choice = {"index": 0, "message": message, "finish_reason": "stop"}
-                self._json({"id": "fake", "object": "chat.completion", "created": 0,
-                            "model": body.get("model", "fake"), "choices": [choice]})  # fmt: skip
+                reply_json = {"id": "fake", "object": "chat.completion", "created": 0,
+                              "model": body.get("model", "fake"), "choices": [choice]}  # fmt: skip
+                self.send(200, json.dumps(reply_json).encode(), "application/json")
         finally:
             with fake.lock:
                 fake.active -= 1
@@ -147,26 +190,9 @@ class _FakeOpenAIHandler(BaseHTTPRequestHandler):
                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
-    def _json(self, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        """Keep the output quiet."""
-
 
 @contextmanager
 def fake_openai(delay: float = 0.03) -> Iterator[FakeOpenAI]:
     """Serve a `FakeOpenAI` from a background thread; shut it down afterwards."""
-    server = FakeOpenAI(delay)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with in_background(FakeOpenAI(delay)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()

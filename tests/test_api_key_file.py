@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -16,7 +15,7 @@ from assistant.cli import main
 from assistant.config import AnswerSettings, Settings
 from assistant.errors import ConfigError, LLMError
 from assistant.llms import COMPATIBLE_KEY_ENV, resolve
-from tests.servers import FakeOpenAI, fake_openai
+from tests.servers import FakeOpenAI, fake_openai, stub_server
 from tests.test_safety import Scripted, run
 
 pytest.importorskip("llama_index.llms.openai_like", reason="pip install -e '.[hosted]'")
@@ -69,17 +68,8 @@ def echoing() -> Iterator[ThreadingHTTPServer]:
             seen.append(self.headers.get("Authorization", ""))
             super().do_POST()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recording)
-    server.daemon_threads = True
-    server.mode, server.pieces, server.seen = "401", [], seen  # type: ignore[attr-defined]
-    server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with stub_server(Recording, mode="401", pieces=[], seen=seen) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def compatible(server: ThreadingHTTPServer | str, path: Path | str) -> AnswerSettings:

@@ -7,13 +7,11 @@ import importlib.util
 import json
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,7 +19,7 @@ from assistant import Answer, Assistant
 from assistant.cli import main
 from assistant.embeddings import MiniLMEmbedding
 from tests.conftest import make_settings
-from tests.servers import free_port, stop
+from tests.servers import QuietHandler, free_port, stop, stub_server
 from tests.test_llms import QUESTION, smollm2_path
 
 pytestmark = [
@@ -133,7 +131,7 @@ def test_a_server_that_is_not_running_falls_back_at_once(seed_store: Path, embed
 # --- a server that misbehaves on purpose ----------------------------------------------------
 
 
-class Misbehaving(BaseHTTPRequestHandler):
+class Misbehaving(QuietHandler):
     """Answers every chat request the way `server.mode` says: 500, 401, bad-stream or silent."""
 
     def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
@@ -143,38 +141,21 @@ class Misbehaving(BaseHTTPRequestHandler):
             time.sleep(4)  # longer than the client's timeout; bounded so the test ends
             return
         if mode == "bad-stream":
-            self._send(200, b"data: {not json at all\n\ndata: [DONE]\n\n", "text/event-stream")
+            self.send(200, b"data: {not json at all\n\ndata: [DONE]\n\n", "text/event-stream")
             return
         if mode == "401":
             key = self.headers.get("Authorization", "").removeprefix("Bearer ")
             body = {"error": {"message": f"Incorrect API key provided: {key}", "code": "invalid_api_key"}}
-            self._send(401, json.dumps(body).encode(), "application/json")
+            self.send(401, json.dumps(body).encode(), "application/json")
             return
-        self._send(500, b'{"error": {"message": "upstream exploded"}}', "application/json")
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        """Keep the test output quiet."""
+        self.send(500, b'{"error": {"message": "upstream exploded"}}', "application/json")
 
 
 @pytest.fixture
 def misbehaving() -> Iterator[ThreadingHTTPServer]:
     """A stub OpenAI-compatible server on 127.0.0.1; set `.mode` to choose how it fails."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with stub_server(Misbehaving) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize(

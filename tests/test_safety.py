@@ -9,9 +9,8 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from assistant.ingest import bundled_corpus
 from assistant.render import reply_markdown
 from tests.conftest import make_settings
 from tests.fake_llm import fake_backend
-from tests.servers import free_port
+from tests.servers import QuietHandler, free_port, stub_server
 
 HOSTILE_ID = "2401.66666"
 QUESTION = "What do zebra transducers convert striped light into?"
@@ -93,7 +92,7 @@ def store(ingested: tuple[Path, subprocess.CompletedProcess[str]]) -> Path:
 # --- a stand-in hosted model: scripted replies, failures, and a key echoed back ------------------
 
 
-class Scripted(BaseHTTPRequestHandler):
+class Scripted(QuietHandler):
     """OpenAI's chat-completions protocol: streams `server.pieces`, or fails the way `server.mode` says."""
 
     def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
@@ -102,14 +101,14 @@ class Scripted(BaseHTTPRequestHandler):
         if mode == "401":  # the worst case: the error message quotes the key it was sent
             key = self.headers.get("Authorization", "").removeprefix("Bearer ")
             error = {"error": {"message": f"Incorrect API key provided: {key}", "code": "invalid_api_key"}}
-            return self._send(401, json.dumps(error).encode(), "application/json")
+            return self.send(401, json.dumps(error).encode(), "application/json")
         if mode == "500":  # a plain-text error the SDK quotes as it is: it would drive the terminal
-            return self._send(500, "upstream \x1b]0;pwned\x07exploded\x1b[2J \x9b31m".encode(), "text/plain")
+            return self.send(500, "upstream \x1b]0;pwned\x07exploded\x1b[2J \x9b31m".encode(), "text/plain")
         if not body.get("stream"):
             message = {"role": "assistant", "content": "".join(pieces)}
             reply = {"id": "x", "object": "chat.completion", "created": 0, "model": "stub",
                      "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}  # fmt: skip
-            return self._send(200, json.dumps(reply).encode(), "application/json")
+            return self.send(200, json.dumps(reply).encode(), "application/json")
         deltas = [{"role": "assistant", "content": piece} for piece in pieces] + [{}]
         chunks = [
             {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "stub",
@@ -117,33 +116,14 @@ class Scripted(BaseHTTPRequestHandler):
             for delta in deltas
         ]  # fmt: skip
         stream = b"".join(f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks) + b"data: [DONE]\n\n"
-        self._send(200, stream, "text/event-stream")
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        """Keep the test output quiet."""
+        self.send(200, stream, "text/event-stream")
 
 
 @pytest.fixture
 def model_server() -> Iterator[ThreadingHTTPServer]:
     """A scripted OpenAI-compatible server on 127.0.0.1; set `.mode` and `.pieces`; `.url` is its /v1."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
-    server.daemon_threads = True
-    server.mode, server.pieces = "stream", []  # type: ignore[attr-defined]
-    server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with stub_server(Scripted, mode="stream", pieces=[]) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --- the terminal ---------------------------------------------------------------------------
