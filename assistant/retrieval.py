@@ -163,8 +163,8 @@ class Retrieval:
         store: Store,
         embed_model: BaseEmbedding,
         *,
-        fusion: str = "dist_based_score",
-        dense_weight: float = 0.3,
+        fusion: str,
+        dense_weight: float,
     ) -> None:
         self.store = store
         self.embed_model = embed_model
