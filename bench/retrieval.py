@@ -1,17 +1,25 @@
 """Retrieval benchmark: recall@1/5/10, MRR and warm latency of dense, BM25 and hybrid retrieval.
 
-Queries nobody hand-tunes: each sampled paper's real title, with titles kept OUT of the indexed
-text (`chunking.include_title = false`). Also prints the relevance-threshold calibration: the
-best passage's cosine for on-topic (title) queries versus off-topic questions.
+Queries nobody hand-tunes, one per sampled paper, with titles kept OUT of the indexed text
+(`chunking.include_title = false`):
+- `titles`: the paper's real title;
+- `generated`: a question the bundled local model wrote from the paper's abstract alone, with one
+  fixed prompt (cached next to the stores, so a rerun asks the model nothing).
+The papers are sampled once from the smallest size, so every size answers the same questions and
+only the distractors grow. Also prints the relevance-threshold calibration: the best sentence's
+cosine for on-topic queries versus off-topic questions.
 
     python bench/retrieval.py --n 20000 --n 75000          # default data: ../shared/data
+    python bench/retrieval.py --queries generated --n 20000 --n 75000
     python bench/retrieval.py --data PATH.jsonl.gz --n 5000 --questions 200
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
+import json
 import os
 import random
 import statistics
@@ -58,6 +66,14 @@ OFF_TOPIC = [
 ]
 
 
+# The one prompt the `generated` questions come from; changing it invalidates the cache (its hash).
+QUESTION_PROMPT = (
+    "Abstract of a research paper:\n\n{abstract}\n\n"
+    "Write one question that this abstract answers, the way a researcher looking for this work "
+    "would ask it. Reply with the question only."
+)
+
+
 def papers(data: Path, n: int) -> list[Paper]:
     """Return the first `n` readable papers of `data`."""
     return [p for p in itertools.islice(read_papers(data), n) if isinstance(p, Paper)]
@@ -84,6 +100,42 @@ def build_store(data: Path, corpus: list[Paper], n: int, folder: Path) -> Assist
     return Assistant(settings, embed_model=embed, store=store)
 
 
+def generated_questions(sample: list[Paper], cache: Path) -> list[tuple[str, str]]:
+    """Return (question, arXiv id) pairs the bundled local model wrote from each abstract (cached)."""
+    from llama_index.core.base.llms.types import ChatMessage, MessageRole
+
+    from assistant.llms.llamacpp import LlamaCppChat, bundled_model_path
+
+    written: dict[str, str] = {}
+    if cache.is_file():
+        for line in cache.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                written[row["arxiv_id"]] = row["question"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a run killed mid-write leaves a partial line: that paper is asked again
+        lines = (json.dumps({"arxiv_id": k, "question": v}) + "\n" for k, v in written.items())
+        cache.write_text("".join(lines), encoding="utf-8")
+    missing = [p for p in sample if p.arxiv_id not in written]
+    if missing:
+        llm = LlamaCppChat(model_path=str(bundled_model_path()), threads=os.cpu_count() or 1, max_tokens=64)
+        start = time.perf_counter()
+        with cache.open("a", encoding="utf-8") as out:
+            for i, paper in enumerate(missing, 1):
+                prompt = QUESTION_PROMPT.format(abstract=paper.abstract)
+                reply = llm.chat([ChatMessage(role=MessageRole.USER, content=prompt)]).message.content or ""
+                # The first line, unquoted: small models sometimes add a second question or quotes.
+                question = (reply.strip().splitlines() or [""])[0].strip().strip('"')
+                written[paper.arxiv_id] = question
+                out.write(json.dumps({"arxiv_id": paper.arxiv_id, "question": question}) + "\n")
+                out.flush()
+                rate = i / (time.perf_counter() - start)
+                print(f"\rwrote {i} / {len(missing)} questions, {rate:.2f}/s", end="", file=sys.stderr)
+        print(file=sys.stderr)
+    # A paper the model wrote no question for is left out rather than asked as an empty query.
+    return [(written[p.arxiv_id], p.arxiv_id) for p in sample if written[p.arxiv_id]]
+
+
 def percentile(values: list[float], q: float) -> float:
     """Return the q-th percentile (0-100) by nearest rank."""
     ordered = sorted(values)
@@ -97,17 +149,17 @@ def relevance(bot: Assistant, question: str, kind: str) -> float:
     return max((s.similarity for s in scored), default=-1.0)
 
 
-def evaluate(bot: Assistant, questions: list[Paper], kind: str) -> dict[str, float]:
-    """Run every title query through one retriever; return recall@k, MRR, latency and best cosines."""
+def evaluate(bot: Assistant, questions: list[tuple[str, str]], kind: str) -> dict[str, float]:
+    """Run every (query, arXiv id) through one retriever; return recall@k, MRR, latency and best cosines."""
     bot.retrieve("warm up the caches", top_k=10, retriever=kind)
     ranks, times, best = [], [], []
-    for paper in questions:
+    for query, arxiv_id in questions:
         start = time.perf_counter()
-        found = bot.retrieve(paper.title or "", top_k=10, retriever=kind)
+        found = bot.retrieve(query, top_k=10, retriever=kind)
         times.append((time.perf_counter() - start) * 1000)
         ids = [p.arxiv_id for p in found]
-        ranks.append(ids.index(paper.arxiv_id) + 1 if paper.arxiv_id in ids else None)
-        best.append(relevance(bot, paper.title or "", kind))
+        ranks.append(ids.index(arxiv_id) + 1 if arxiv_id in ids else None)
+        best.append(relevance(bot, query, kind))
     n = len(questions)
     return {
         "recall@1": sum(r == 1 for r in ranks) / n,
@@ -135,7 +187,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kaggle JSON lines (.gz)")
     parser.add_argument("--n", type=int, action="append", help="papers to index (repeatable; default 20000)")
-    parser.add_argument("--questions", type=int, default=300, help="title queries sampled per size")
+    parser.add_argument("--questions", type=int, default=300, help="papers sampled as queries")
+    parser.add_argument(
+        "--queries", choices=("titles", "generated"), default="titles", help="what each sampled paper asks"
+    )
     parser.add_argument(
         "--stores", type=Path, default=Path("/tmp/arxiv-assistant-bench"), help="where stores are kept"
     )
@@ -144,13 +199,20 @@ def main() -> int:
         "--dense-weight", default="", help="hybrid's dense share(s), comma-separated (default: the setting)"
     )
     args = parser.parse_args()
-    for n in args.n or [20000]:
-        corpus = papers(args.data, n)
-        titled = [p for p in corpus if p.title]
-        questions = random.Random(0).sample(titled, min(args.questions, len(titled)))
-        bot = build_store(args.data, corpus, n, args.stores)
+    sizes = args.n or [20000]
+    titled = [p for p in papers(args.data, min(sizes)) if p.title]
+    sample = random.Random(0).sample(titled, min(args.questions, len(titled)))
+    if args.queries == "titles":
+        questions = [(p.title or "", p.arxiv_id) for p in sample]
+    else:
+        args.stores.mkdir(parents=True, exist_ok=True)
+        tag = hashlib.sha256(QUESTION_PROMPT.encode()).hexdigest()[:8]
+        questions = generated_questions(sample, args.stores / f"questions-{args.data.name}-{tag}.jsonl")
+    for n in sizes:
+        bot = build_store(args.data, papers(args.data, n), n, args.stores)
         print(
-            f"\n### {bot.store.paper_count()} papers, {len(questions)} title queries (titles not indexed)\n"
+            f"\n### {bot.store.paper_count()} papers, {len(questions)} queries: {args.queries}"
+            " (titles not indexed)\n"
         )
         columns = ["recall@1", "recall@5", "recall@10", "mrr", "p50_ms", "p95_ms", "on_topic_p5_relevance"]
         extra = ["off_topic_max_relevance", "off_topic_declined"]
