@@ -200,7 +200,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     sizes = args.n or [20000]
-    titled = [p for p in papers(args.data, min(sizes)) if p.title]
+    smallest = papers(args.data, min(sizes))
+    titled = [p for p in smallest if p.title]
     sample = random.Random(0).sample(titled, min(args.questions, len(titled)))
     if args.queries == "titles":
         questions = [(p.title or "", p.arxiv_id) for p in sample]
@@ -209,7 +210,8 @@ def main() -> int:
         tag = hashlib.sha256(QUESTION_PROMPT.encode()).hexdigest()[:8]
         questions = generated_questions(sample, args.stores / f"questions-{args.data.name}-{tag}.jsonl")
     for n in sizes:
-        bot = build_store(args.data, papers(args.data, n), n, args.stores)
+        corpus = smallest if n == min(sizes) else papers(args.data, n)
+        bot = build_store(args.data, corpus, n, args.stores)
         print(
             f"\n### {bot.store.paper_count()} papers, {len(questions)} queries: {args.queries}"
             " (titles not indexed)\n"

@@ -37,7 +37,7 @@ def table_rows(out: str) -> dict[str, list[float]]:
     rows = {}
     for line in out.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if line.startswith("| ") and cells[0] not in ("retriever",) and not cells[0].startswith("---"):
+        if line.startswith("| ") and cells[0] != "retriever":  # not the header (nor "|---|" below it)
             rows[cells[0].split(" ")[0]] = [float(c) for c in cells[1:]]
     return rows
 
