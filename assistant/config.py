@@ -48,7 +48,7 @@ class EmbeddingSettings(Section):
         0, "onnxruntime threads for embedding; 0 = all cores", "ASSISTANT_EMBED_THREADS", ge=0
     )
     batch_tokens: int = setting(
-        4096, "padded word pieces per embedding forward pass", "ASSISTANT_EMBED_BATCH_TOKENS", ge=256
+        512, "padded word pieces per embedding forward pass", "ASSISTANT_EMBED_BATCH_TOKENS", ge=256
     )
 
 

@@ -63,8 +63,9 @@ def fast_model_path() -> Path:
         old = MiniLMEmbedding(model_file=str(source)).embed(texts)
         return float((new * old).sum(axis=1).min()) >= MIN_COSINE
 
+    calibration = [_truncate(e.ids) for e in load_tokenizer().encode_batch(bundled_texts())]
     try:
-        return optimized_path(source, MODEL_SHA256, close_enough) or source
+        return optimized_path(source, MODEL_SHA256, calibration, close_enough) or source
     except (OSError, ImportError) as exc:
         # An unwritable cache or a missing `onnx` costs speed, not correctness.
         warnings.warn(f"using the slower embedding model form ({exc})", stacklevel=2)
@@ -103,12 +104,12 @@ class MiniLMEmbedding(BaseEmbedding):
 
     threads: int = Field(default=0, description="onnxruntime threads; 0 = all cores")
     batch_tokens: int = Field(
-        default=4096, description="padded tokens per forward pass (length-sorted batches)"
+        default=512, description="padded tokens per forward pass (length-sorted batches)"
     )
     model_file: str = Field(default="", description="ONNX file to run; empty = the fast form")
     _session: Any = PrivateAttr(default=None)
 
-    def __init__(self, threads: int = 0, batch_tokens: int = 4096, **kwargs: Any) -> None:
+    def __init__(self, threads: int = 0, batch_tokens: int = 512, **kwargs: Any) -> None:
         # llama-index slices inputs by embed_batch_size before we see them; take big slices
         # so that our own length-sorted batching has texts to sort.
         kwargs.setdefault("embed_batch_size", 256)

@@ -14,13 +14,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from assistant import keyword
 from assistant.chunking import Chunker
 from assistant.cli import main
 from assistant.config import ChunkingSettings
-from assistant.embeddings import MiniLMEmbedding, fast_model_path, model_path
+from assistant.embeddings import MiniLMEmbedding, bundled_texts, fast_model_path, load_tokenizer, model_path
 from assistant.ingest import Ingester, bundled_corpus, count_records
 from assistant.onnx_optimize import optimized_path
 from assistant.pipeline import Assistant, open_store
@@ -29,6 +30,7 @@ from assistant.sources import read_papers
 from tests.conftest import ROOT, make_settings
 
 BIG = "arxiv-cs-75k.kaggle.jsonl.gz"
+CALIBRATION = [e.ids for e in load_tokenizer().encode_batch(bundled_texts()[:2])]
 
 
 class CountingEmbedding(MiniLMEmbedding):
@@ -64,20 +66,28 @@ def test_fast_model_is_cached_and_matches_the_packaged_one(data_dir: Path, embed
     # Padding is masked: a short text padded to a long one's width embeds as it does alone (up to
     # the int8 activation scale, which is per batch; an unmasked pad would fall far below 0.99).
     alone = embed.embed(["Sparse attention kernels."])[0]
-    embed.batch_tokens = 10_000
+    before, embed.batch_tokens = embed.batch_tokens, 10_000
     try:
         padded = embed.embed(["Sparse attention kernels.", texts[0]])[0]
     finally:
-        embed.batch_tokens = 4096
+        embed.batch_tokens = before
     assert float(alone @ padded) >= 0.99
 
 
 def test_rewrite_is_built_once_and_a_refused_one_is_remembered(tmp_path: Path) -> None:
-    built = optimized_path(model_path(), "ab" * 32, lambda candidate: True, tmp_path)
+    built = optimized_path(model_path(), "ab" * 32, CALIBRATION, lambda candidate: True, tmp_path)
     assert built is not None and built.stat().st_size > 0
-    assert optimized_path(model_path(), "ab" * 32, lambda candidate: 1 / 0, tmp_path) == built  # cached
-    assert optimized_path(model_path(), "cd" * 32, lambda candidate: False, tmp_path) is None
-    assert optimized_path(model_path(), "cd" * 32, lambda candidate: 1 / 0, tmp_path) is None  # remembered
+    # Every feed-forward down projection is split: int8 for most channels, fp32 for the outliers.
+    nodes = onnx.load(str(built)).graph.node
+    assert sum(n.op_type == "DynamicQuantizeMatMul" for n in nodes) == 6 * 6
+    assert sum(n.op_type == "MatMul" for n in nodes) == 6
+    assert (
+        optimized_path(model_path(), "ab" * 32, CALIBRATION, lambda candidate: 1 / 0, tmp_path) == built
+    )  # cached
+    assert optimized_path(model_path(), "cd" * 32, CALIBRATION, lambda candidate: False, tmp_path) is None
+    assert (
+        optimized_path(model_path(), "cd" * 32, CALIBRATION, lambda candidate: 1 / 0, tmp_path) is None
+    )  # remembered
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".onnx", ".refused"]  # no temp file left
 
 
