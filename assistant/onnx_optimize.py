@@ -208,7 +208,7 @@ def _split_outliers(model: Any, calibration: Sequence[Sequence[int]]) -> None:
         weight, scale = index.consts[down.input[1]], index.consts[down.input[2]]
         parts = {
             "_int8": weight[order[:rest]],
-            "_hot": (weight[order[rest:]].astype(np.float32) * scale.reshape(1, -1)).astype(np.float32),
+            "_hot": weight[order[rest:]].astype(np.float32) * scale.reshape(1, -1),  # scale is fp32
             "_cut": np.array([rest], dtype=np.int64),
             "_end": np.array([len(order)], dtype=np.int64),
             "_zero": np.array([0], dtype=np.int64),
