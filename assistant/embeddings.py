@@ -63,9 +63,8 @@ def fast_model_path() -> Path:
         old = MiniLMEmbedding(model_file=str(source)).embed(texts)
         return float((new * old).sum(axis=1).min()) >= MIN_COSINE
 
-    calibration = [_truncate(e.ids) for e in load_tokenizer().encode_batch(bundled_texts())]
     try:
-        return optimized_path(source, MODEL_SHA256, calibration, close_enough) or source
+        return optimized_path(source, MODEL_SHA256, model_inputs(bundled_texts()), close_enough) or source
     except (OSError, ImportError) as exc:
         # An unwritable cache or a missing `onnx` costs speed, not correctness.
         warnings.warn(f"using the slower embedding model form ({exc})", stacklevel=2)
@@ -97,6 +96,11 @@ def count_tokens(text: str) -> int:
 def _truncate(ids: list[int]) -> list[int]:
     # Keep [CLS] ... [SEP]: cut the middle, then put the final [SEP] back.
     return ids if len(ids) <= MAX_TOKENS else ids[: MAX_TOKENS - 1] + ids[-1:]
+
+
+def model_inputs(texts: list[str]) -> list[list[int]]:
+    """Return each text's token ids as the model reads them: [CLS] ... [SEP], at most MAX_TOKENS."""
+    return [_truncate(e.ids) for e in load_tokenizer().encode_batch(texts)]
 
 
 class MiniLMEmbedding(BaseEmbedding):
@@ -139,7 +143,7 @@ class MiniLMEmbedding(BaseEmbedding):
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
         if not texts:
             return out
-        encoded = [_truncate(e.ids) for e in load_tokenizer().encode_batch(texts)]
+        encoded = model_inputs(texts)
         # Sorting by length keeps padding, the main waste of batched inference, near zero.
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
         start = 0

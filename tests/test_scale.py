@@ -21,7 +21,7 @@ from assistant import keyword
 from assistant.chunking import Chunker
 from assistant.cli import main
 from assistant.config import ChunkingSettings
-from assistant.embeddings import MiniLMEmbedding, bundled_texts, fast_model_path, load_tokenizer, model_path
+from assistant.embeddings import MiniLMEmbedding, bundled_texts, fast_model_path, model_inputs, model_path
 from assistant.ingest import Ingester, bundled_corpus, count_records
 from assistant.onnx_optimize import optimized_path
 from assistant.pipeline import Assistant, open_store
@@ -30,7 +30,7 @@ from assistant.sources import read_papers
 from tests.conftest import ROOT, make_settings
 
 BIG = "arxiv-cs-75k.kaggle.jsonl.gz"
-CALIBRATION = [e.ids for e in load_tokenizer().encode_batch(bundled_texts()[:2])]
+CALIBRATION = model_inputs(bundled_texts()[:2])
 
 
 class CountingEmbedding(MiniLMEmbedding):
