@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -14,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from assistant.errors import ConfigError
 
 CONFIG_ENV = "ASSISTANT_CONFIG"
+# The store sizes the relevance thresholds were measured at (README "Knowing when not to answer"):
+# min_score_* on 2,000 papers, their growth up to 74,728; it is not extrapolated beyond.
+CALIBRATED_PAPERS = 2_000
+LARGEST_CALIBRATED = 75_000
 # Unknown names that look like a secret put inline: refused with a pointer to the safe places.
 _SECRET_NAME = re.compile(r"(^|_)(api_?key|key|token|secret|password)$", re.IGNORECASE)
 
@@ -99,9 +104,22 @@ class RetrievalSettings(Section):
         0.38, "decline below this best-sentence cosine (hybrid)", "ASSISTANT_MIN_SCORE_HYBRID", ge=-1, le=1
     )
 
-    def min_score(self, retriever: str | None = None) -> float:
-        """Return the relevance threshold of `retriever` (default: the configured one)."""
-        return float(getattr(self, f"min_score_{retriever or self.retriever}"))
+    # An off-topic question finds closer near misses in a bigger store (more sentences to match a
+    # word by chance: "HAMLET" for "What is the plot of Hamlet?"); real questions barely gain.
+    min_score_growth: float = setting(
+        0.07,
+        f"added to min_score_* per tenfold growth of the store beyond {CALIBRATED_PAPERS:,} papers"
+        f" (up to {LARGEST_CALIBRATED:,})",
+        "ASSISTANT_MIN_SCORE_GROWTH",
+        ge=0,
+        le=1,
+    )
+
+    def min_score(self, retriever: str | None = None, papers: int = 0) -> float:
+        """Return the relevance threshold of `retriever` (default: the configured one) for `papers` stored."""
+        base = float(getattr(self, f"min_score_{retriever or self.retriever}"))
+        size = min(max(papers, CALIBRATED_PAPERS), LARGEST_CALIBRATED)
+        return base + self.min_score_growth * math.log10(size / CALIBRATED_PAPERS)
 
 
 class AnswerSettings(Section):

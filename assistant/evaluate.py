@@ -145,7 +145,7 @@ def evaluate_retrieval(
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Score one retriever on every case; return its averaged metrics and the per-question rows."""
     rows, sums, declined, unanswerable = [], [], 0, 0
-    threshold = bot.settings.retrieval.min_score(kind)
+    threshold = bot.min_score(kind)
     for case, history in _steps(conversations):
         query = condense(case.question, history, llm=None)
         passages = bot.retrieve(query, max(ks), retriever=kind)

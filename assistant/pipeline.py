@@ -56,6 +56,7 @@ class Assistant:
         self.store = store or open_store(self.settings, for_writing=False)
         self._retrieval: Retrieval | None = None
         self._indexed = False
+        self._papers: tuple[int, int] | None = None  # (store change counter, papers then)
 
     @property
     def backend(self) -> str:
@@ -80,6 +81,14 @@ class Assistant:
                 [bundled_corpus()], progress=True
             )
         self._indexed = True
+
+    def min_score(self, retriever: str | None = None) -> float:
+        """Return the relevance threshold of `retriever` for this store's size (see `RetrievalSettings`)."""
+        generation = self.store.generation()
+        if self._papers is None or self._papers[0] != generation:
+            # Counting papers takes ~0.25 s at 75k: once per change of the store, not per question.
+            self._papers = (generation, self.store.paper_count())
+        return self.settings.retrieval.min_score(retriever, papers=self._papers[1])
 
     def retrieve(
         self,
@@ -154,7 +163,7 @@ class Assistant:
             passages,
             embed_model=self.embed_model,
             settings=self.settings.answer,
-            min_score=self.settings.retrieval.min_score(retriever),
+            min_score=self.min_score(retriever),
             query=query,
         )
 

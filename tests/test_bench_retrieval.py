@@ -48,11 +48,15 @@ def test_title_queries_give_a_row_per_retriever(data_dir: Path, tmp_path: Path) 
     rows = table_rows(out)
     assert set(rows) == {"dense", "bm25", "hybrid"}
     for figures in rows.values():
-        assert len(figures) == 9
+        assert len(figures) == 11
         recall1, recall5, recall10 = figures[:3]
         assert 0 <= recall1 <= recall5 <= recall10 <= 1
+        # on-topic kept, off-topic and held-out off-topic declined: shares
+        assert all(0 <= share <= 1 for share in (figures[7], *figures[9:]))
     # On 300 papers a real title finds its paper: a benchmark that scores nothing is broken.
     assert rows["bm25"][0] >= 0.8 and rows["hybrid"][0] >= 0.8
+    # ...and the relevance threshold keeps real titles while declining cooking and capitals.
+    assert rows["hybrid"][7] >= 0.9 and rows["hybrid"][9] >= 0.8
 
 
 @pytest.mark.skipif(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
+from assistant import config
 from assistant.condense import condense, turns
 from assistant.embeddings import MiniLMEmbedding
 from assistant.errors import InputError
@@ -173,6 +175,43 @@ def test_follow_up_condensed_by_an_llm() -> None:
 def test_off_topic_questions_are_declined(seed_assistant: Assistant, kind: str, question: str) -> None:
     result = seed_assistant.ask(question, retriever=kind)
     assert (result.text, result.citations) == (NOT_FOUND, [])
+
+
+def test_refusal_threshold_rises_with_the_store_size() -> None:
+    retrieval = config.RetrievalSettings()
+    base = retrieval.min_score("hybrid")
+    assert retrieval.min_score("hybrid", papers=10) == base == retrieval.min_score("hybrid", papers=2_000)
+    assert retrieval.min_score("hybrid", papers=20_000) == pytest.approx(base + 0.07)
+    # Not extrapolated beyond the largest store it was measured on.
+    top = base + 0.07 * math.log10(75_000 / 2_000)
+    assert retrieval.min_score("hybrid", papers=2_700_000) == pytest.approx(top)
+    retrieval.min_score_growth = 0
+    assert retrieval.min_score("hybrid", papers=75_000) == base
+
+
+def test_the_assistant_uses_its_store_size_and_sees_it_grow(
+    tmp_path: Path, embed: MiniLMEmbedding, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The calibration points (2,000 and 75,000 papers) scaled down to stores a test can build.
+    monkeypatch.setattr(config, "CALIBRATED_PAPERS", 1)
+    monkeypatch.setattr(config, "LARGEST_CALIBRATED", 100)
+    settings = make_settings(tmp_path / "s")
+    store = open_store(settings, for_writing=True)
+    ingester = Ingester(store, embed, settings.chunking)
+    records = tmp_path / "a.jsonl"
+
+    def ingest(n: int) -> None:
+        rows = ({"id": f"2501.{i:05d}", "abstract": f"Method {i} for sparse kernels."} for i in range(n))
+        records.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        ingester.ingest([records])
+
+    ingest(1)
+    bot = Assistant(settings, embed_model=embed, store=store)
+    assert bot.min_score() == pytest.approx(0.38)
+    ingest(10)
+    # The same Assistant: the store's change counter moved, so the papers were counted again.
+    assert bot.min_score() == pytest.approx(0.38 + 0.07)
+    assert bot.min_score("bm25") == pytest.approx(0.38 + 0.07)
 
 
 def test_filters_object_passes_through() -> None:
