@@ -184,7 +184,7 @@ def evaluate(bot: Assistant, questions: list[tuple[str, str]], kind: str) -> dic
         ids = [p.arxiv_id for p in found]
         ranks.append(ids.index(arxiv_id) + 1 if arxiv_id in ids else None)
         best.append(relevance(bot, query, kind))
-    n = len(questions)
+    n, threshold = len(questions), bot.min_score(kind)
     return {
         "recall@1": sum(r == 1 for r in ranks) / n,
         "recall@5": sum(r is not None and r <= 5 for r in ranks) / n,
@@ -193,7 +193,7 @@ def evaluate(bot: Assistant, questions: list[tuple[str, str]], kind: str) -> dic
         "p50_ms": statistics.median(times),
         "p95_ms": percentile(times, 95),
         "on_topic_p5_relevance": percentile(best, 5),
-        "on_topic_kept": sum(b >= bot.min_score(kind) for b in best) / n,
+        "on_topic_kept": sum(b >= threshold for b in best) / n,
     }
 
 
