@@ -7,7 +7,8 @@ Queries nobody hand-tunes, one per sampled paper, with titles kept OUT of the in
   fixed prompt (cached next to the stores, so a rerun asks the model nothing).
 The papers are sampled once from the smallest size, so every size answers the same questions and
 only the distractors grow. Also prints the relevance-threshold calibration: the best sentence's
-cosine for on-topic queries versus off-topic questions.
+cosine for on-topic queries versus off-topic questions, and the shares the threshold keeps and
+declines (`--min-score-growth 0`: with the thresholds fixed instead of growing with the store).
 
     python bench/retrieval.py --n 20000 --n 75000          # default data: ../shared/data
     python bench/retrieval.py --queries generated --n 20000 --n 75000
@@ -103,11 +104,14 @@ def papers(data: Path, n: int) -> list[Paper]:
     return [p for p in itertools.islice(read_papers(data), n) if isinstance(p, Paper)]
 
 
-def build_store(data: Path, corpus: list[Paper], n: int, folder: Path) -> Assistant:
+def build_store(data: Path, corpus: list[Paper], n: int, folder: Path, growth: float | None) -> Assistant:
     """Ingest `corpus` without titles (reused if already built) and return an assistant."""
-    settings = Settings.load(
-        env={}, overrides={"store.path": folder / f"{data.name}-{n}-notitle", "chunking.include_title": False}
-    )
+    overrides = {
+        "store.path": folder / f"{data.name}-{n}-notitle",
+        "chunking.include_title": False,
+        "retrieval.min_score_growth": growth,  # None: the default
+    }
+    settings = Settings.load(env={}, overrides=overrides)
     embed = default_embedding()
     store = open_store(settings, for_writing=True)
     if store.paper_count() < len(corpus):
@@ -225,6 +229,11 @@ def main() -> int:
     parser.add_argument(
         "--dense-weight", default="", help="hybrid's dense share(s), comma-separated (default: the setting)"
     )
+    parser.add_argument(
+        "--min-score-growth",
+        type=float,
+        help="relevance threshold's growth with the store's size (default: the setting; 0: fixed)",
+    )
     args = parser.parse_args()
     sizes = args.n or [20000]
     smallest = papers(args.data, min(sizes))
@@ -238,7 +247,7 @@ def main() -> int:
         questions = generated_questions(sample, args.stores / f"questions-{args.data.name}-{tag}.jsonl")
     for n in sizes:
         corpus = smallest if n == min(sizes) else papers(args.data, n)
-        bot = build_store(args.data, corpus, n, args.stores)
+        bot = build_store(args.data, corpus, n, args.stores, args.min_score_growth)
         print(
             f"\n### {bot.store.paper_count()} papers, {len(questions)} queries: {args.queries}"
             " (titles not indexed)\n"
