@@ -69,3 +69,8 @@ def verify(text: str, retrieved: Collection[str]) -> Verified:
         cleaned = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", cleaned).strip()
     result.text = cleaned
     return result
+
+
+def without_citations(text: str) -> str:
+    """Return `text` with every citation marker removed (what a sentence claims, for comparing meaning)."""
+    return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", _CITATION.sub("", text)).strip()

@@ -6,12 +6,13 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from assistant.config import Settings
 from assistant.errors import AssistantError, InputError
+from assistant.render import timing_text
 from assistant.retrieval import RETRIEVERS
 from assistant.schema import Answer
 from assistant.sources import FORMATS
@@ -182,21 +183,22 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def format_answer(result: Answer) -> str:
-    """Render an answer and its sources for the terminal."""
-    return f"{safe(result.text)}\n\n{format_sources(result)}"
-
-
 def format_sources(result: Answer) -> str:
     """Render what follows an answer's text: removed citations, grounding, sources, warnings (inert)."""
     lines = []
+    for sentence in result.unsupported:
+        if sentence.support is not None:  # uncited ones are what "not grounded" below is about
+            lines.append(
+                f"(unsupported, {sentence.support:.2f}: its sources say nothing this close: {sentence.text})"
+            )
     if not result.grounded:
         lines.append("(not grounded: some statements cite no retrieved paper; check them in the sources)")
     if result.dropped_citations:
         lines.append(
             f"(removed citations to papers that were not retrieved: {', '.join(result.dropped_citations)})"
         )
-    lines.append(f"Sources ({result.backend} answer):")
+    timing = timing_text(result)
+    lines.append(f"Sources ({result.backend} answer{f'; {timing}' if timing else ''}):")
     for p in result.passages:
         mark = "*" if p.arxiv_id in result.citations else " "
         title = f" {' '.join(p.title.split())}" if p.title else ""
@@ -250,21 +252,22 @@ def _ask(args: argparse.Namespace) -> int:
         result = bot.ask(args.question, filters=_filters(args))
         print(to_json(result.to_dict()))
         return 0
-    streamed = ""
-    for piece in bot.stream(args.question, filters=_filters(args)):
-        if isinstance(piece, str):
-            streamed += piece
+    show_stream(bot.stream(args.question, filters=_filters(args)))
+    return 0
+
+
+def show_stream(pieces: Iterator[str | Answer]) -> Answer:
+    """Print an answer as its checked sentences arrive, then its sources; return the `Answer`."""
+    streamed = False
+    for piece in pieces:
+        if isinstance(piece, str):  # a sentence whose citations are already checked
+            streamed = True
             print(safe(piece), end="", flush=True)
             continue
-        if not streamed:
-            print(safe(piece.text))
-        elif piece.text != streamed.strip():
-            # What streamed was the raw draft; show what survived citation checks or the fallback.
-            print(f"\n\nChecked answer:\n{safe(piece.text)}")
-        else:
-            print()
+        print("" if streamed else safe(piece.text))
         print(f"\n{format_sources(piece)}")
-    return 0
+        return piece
+    raise AssertionError("stream() always ends with the Answer")
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -284,8 +287,8 @@ def _chat(args: argparse.Namespace) -> int:
         if not question.strip():
             return 0
         try:
-            history.append(bot.chat(question, history, filters=_filters(args)))
-            print(format_answer(history[-1]), end="\n\n")
+            history.append(show_stream(bot.stream(question, history=history, filters=_filters(args))))
+            print()
         except AssistantError as exc:
             warn(f"assistant: {exc}")
 
@@ -310,12 +313,26 @@ def _eval(args: argparse.Namespace) -> int:
         raise InputError("--k values must be 1 or more")
     cases = load_cases(args.questions, warn)
     retrievers = RETRIEVERS if args.scored == "all" else (args.scored,)
+    settings = _settings(args)
+    bot = Assistant(
+        settings.model_copy(update={"answer": settings.answer.model_copy(update={"llm": "extractive"})})
+    )
+    # `--llm a,b` compares answerers on the same retrieval (one store, one embedding model).
+    specs = [spec.strip() for spec in (args.llm or settings.answer.llm).split(",") if spec.strip()]
+    answering = [
+        Assistant(
+            settings.model_copy(update={"answer": settings.answer.model_copy(update={"llm": spec})}),
+            embed_model=bot.embed_model,
+            store=bot.store,
+        )
+        for spec in (specs if args.answers else [])
+    ]
     report = evaluate(
-        Assistant(_settings(args)),
+        bot,
         cases,
         retrievers=retrievers,
         ks=ks,
-        answers=args.answers,
+        answers=answering,
         warn=warn,
         progress=sys.stderr.isatty(),
     )

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from assistant.errors import ConfigError
 
@@ -19,6 +19,10 @@ CONFIG_ENV = "ASSISTANT_CONFIG"
 # min_score_* on 2,000 papers, their growth up to 74,728; it is not extrapolated beyond.
 CALIBRATED_PAPERS = 2_000
 LARGEST_CALIBRATED = 75_000
+# (answer tokens, passage tokens) by backend unless set: a local CPU model pays ~10 ms per prompt token
+# before its first word (README "Answering with a language model"); hosted models write syntheses.
+LOCAL_BUDGET = (160, 200)
+HOSTED_BUDGET = (400, 1500)
 # Unknown names that look like a secret put inline: refused with a pointer to the safe places.
 _SECRET_NAME = re.compile(r"(^|_)(api_?key|key|token|secret|password)$", re.IGNORECASE)
 
@@ -147,14 +151,37 @@ class AnswerSettings(Section):
         gt=0,
     )
     max_tokens: int = setting(
-        160, "longest generated answer, in tokens", "ASSISTANT_LLM_MAX_TOKENS", ge=16, le=4096
+        0,
+        "longest generated answer, in tokens; 0 = by backend "
+        f"({LOCAL_BUDGET[0]} local, {HOSTED_BUDGET[0]} hosted)",
+        "ASSISTANT_LLM_MAX_TOKENS",
+        ge=0,
+        le=4096,
     )
     max_context_tokens: int = setting(
-        200,
-        "passage text sent to a generative model, in tokens (about 4 characters each)",
+        0,
+        "passage text sent to a generative model, in tokens (about 4 characters each); 0 = by backend "
+        f"({LOCAL_BUDGET[1]} local, {HOSTED_BUDGET[1]} hosted)",
         "ASSISTANT_LLM_CONTEXT_TOKENS",
-        ge=32,
-        le=3000,
+        ge=0,
+        le=8000,
+    )
+    # Calibrated on bench/questions/answers-dev.jsonl (README "Refusals decided by evidence").
+    strong_evidence: float = setting(
+        0.0,
+        "a sentence this close to the question (cosine) is evidence enough that a local model's refusal "
+        "is not accepted: it is asked again, constrained to answer",
+        "ASSISTANT_STRONG_EVIDENCE",
+        ge=-1,
+        le=1.01,
+    )
+    min_support: float = setting(
+        0.0,
+        "an answer sentence whose best cosine to a sentence of the passages it cites is below this is "
+        "marked unsupported",
+        "ASSISTANT_MIN_SUPPORT",
+        ge=-1,
+        le=1,
     )
     threads: int = setting(
         2, "CPU threads of an in-process llama.cpp model; 0 = its default", "ASSISTANT_LLM_THREADS", ge=0
@@ -168,6 +195,21 @@ class AnswerSettings(Section):
     max_question_chars: int = setting(
         2000, "longest question accepted", "ASSISTANT_MAX_QUESTION_CHARS", ge=10
     )
+
+    @field_validator("max_tokens", "max_context_tokens")
+    @classmethod
+    def _zero_or_enough(cls, value: int) -> int:
+        if 0 < value < 16:
+            raise ValueError("must be 0 (chosen by backend) or at least 16")
+        return value
+
+    def answer_tokens(self, *, local: bool) -> int:
+        """Return the longest answer to generate: the setting, else the backend's default."""
+        return self.max_tokens or (LOCAL_BUDGET if local else HOSTED_BUDGET)[0]
+
+    def context_tokens(self, *, local: bool) -> int:
+        """Return the passage budget: the setting, else the backend's default."""
+        return self.max_context_tokens or (LOCAL_BUDGET if local else HOSTED_BUDGET)[1]
 
 
 class ServeSettings(Section):

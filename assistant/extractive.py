@@ -6,8 +6,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from assistant.embeddings import MiniLMEmbedding
-from assistant.prompts import NOT_FOUND
 from assistant.schema import Passage
 
 # Split after . ! ? when a capital, digit or bracket starts the next sentence; keeps "e.g. the".
@@ -39,14 +40,42 @@ class Scored:
     similarity: float
 
 
-def relevant_sentences(
-    question: str, passages: Sequence[Passage], embed_model: MiniLMEmbedding, *, min_score: float
-) -> list[Scored]:
-    """Score each sentence against the question; keep the passages whose best sentence reaches `min_score`.
+@dataclass(frozen=True)
+class SentenceScores:
+    """Every sentence of the retrieved passages, embedded once, with its cosine to the question.
 
-    A passage counts as relevant by its best sentence, not by its whole-passage cosine: off-topic
-    questions land near 0.2-0.4 either way, but only on-topic ones find a sentence that says it.
+    The answer stage reads it three times (the relevance gate, the model's context, each answer
+    sentence's support), so the passages' sentences are embedded once per question.
     """
+
+    items: list[Scored]
+    vectors: np.ndarray  # row i embeds items[i].sentence
+
+    def best(self) -> dict[int, float]:
+        """Return each passage rank's best sentence similarity."""
+        best: dict[int, float] = {}
+        for item in self.items:
+            best[item.rank] = max(best.get(item.rank, -1.0), item.similarity)
+        return best
+
+    def relevant(self, min_score: float) -> list[Scored]:
+        """Return the sentences of the passages whose best sentence reaches `min_score`.
+
+        A passage counts as relevant by its best sentence, not by its whole-passage cosine: off-topic
+        questions land near 0.2-0.4 either way, but only on-topic ones find a sentence that says it.
+        """
+        best = self.best()
+        return [item for item in self.items if best[item.rank] >= min_score]
+
+    def top(self) -> float:
+        """Return the best similarity of any sentence (-1 when there are none)."""
+        return max((item.similarity for item in self.items), default=-1.0)
+
+
+def score_sentences(
+    question: str, passages: Sequence[Passage], embed_model: MiniLMEmbedding
+) -> SentenceScores:
+    """Embed the question and every sentence of `passages`, and score each sentence against it."""
     candidates = [
         (rank, position, p, sentence)
         for rank, p in enumerate(passages)
@@ -54,27 +83,23 @@ def relevant_sentences(
         if len(sentence) >= MIN_SENTENCE_CHARS
     ]
     if not candidates:
-        return []
+        return SentenceScores([], np.zeros((0, 1), dtype=np.float32))
     vectors = embed_model.embed([question] + [c[3] for c in candidates])
     scored = [Scored(*c, float(s)) for c, s in zip(candidates, vectors[1:] @ vectors[0], strict=True)]
-    best: dict[int, float] = {}
-    for item in scored:
-        best[item.rank] = max(best.get(item.rank, -1.0), item.similarity)
-    return [item for item in scored if best[item.rank] >= min_score]
+    return SentenceScores(scored, vectors[1:])
 
 
-def extractive_answer(
-    question: str,
-    passages: Sequence[Passage],
-    embed_model: MiniLMEmbedding,
-    *,
-    min_score: float,
-    max_sentences: int,
-) -> str:
-    """Compose an answer from the sentences most similar to the question, each with its `[arXiv:ID]`."""
-    scored = relevant_sentences(question, passages, embed_model, min_score=min_score)
+def relevant_sentences(
+    question: str, passages: Sequence[Passage], embed_model: MiniLMEmbedding, *, min_score: float
+) -> list[Scored]:
+    """Score each sentence against the question; keep the passages whose best sentence reaches `min_score`."""
+    return score_sentences(question, passages, embed_model).relevant(min_score)
+
+
+def extractive_answer(scored: Sequence[Scored], *, min_score: float, max_sentences: int) -> list[str]:
+    """Pick the relevant sentences most similar to the question, each ending with its `[arXiv:ID]`."""
     if not scored:
-        return NOT_FOUND
+        return []
     # The best-ranked relevant paper speaks first; the other sentences go to whoever fits best.
     top = min(item.rank for item in scored)
     lead = max((item for item in scored if item.rank == top), key=lambda item: item.similarity)
@@ -85,4 +110,4 @@ def extractive_answer(
         key=lambda item: -item.similarity,
     )
     chosen = sorted([lead, *others[: max_sentences - 1]], key=lambda item: (item.rank, item.position))
-    return " ".join(f"{item.sentence} [arXiv:{item.passage.arxiv_id}]" for item in chosen)
+    return [f"{item.sentence} [arXiv:{item.passage.arxiv_id}]" for item in chosen]

@@ -1,32 +1,37 @@
-"""Answer generation: a tight cited context -> an answerer -> verified citations -> `Answer`."""
+"""Answer generation: a tight cited context -> an answerer -> sentences checked as they stream -> `Answer`."""
 
 from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
+from assistant import prompts
+from assistant.answer_grammar import answer_grammar
 from assistant.citations import parse_citations, verify
 from assistant.config import AnswerSettings
 from assistant.embeddings import MiniLMEmbedding
-from assistant.extractive import Scored, extractive_answer, relevant_sentences, sentences
+from assistant.extractive import Scored, SentenceScores, extractive_answer, sentences
 from assistant.llms import Backend
-from assistant.prompts import FALLBACK_NOTICE, NOT_FOUND, PASSAGE, SYSTEM_PROMPT, USER_PROMPT
-from assistant.schema import Answer, Passage
+from assistant.prompts import NOT_FOUND
+from assistant.schema import Answer, Passage, Sentence
+from assistant.sentence_stream import SentenceStream
+from assistant.support import check_support
 
 # English prose runs ~4 characters per token for the GPT-2/Qwen/Llama tokenizers; close enough
 # for a budget, and it needs no tokenizer (a hosted model's is not at hand).
 CHARS_PER_TOKEN = 4
 MIN_CLAIM_CHARS = 20
 PAPER_RATIO = 0.8  # bench questions: off-answer papers' best sentences scored 0.53-0.74 of the best
-HEADER_TOKENS = 12  # a "Passage n [arXiv:ID]" line, before its title
+HEADER_TOKENS = 6  # a passage's "[arXiv:ID]" label, before its title
+# A local model held to the answer grammar that starts so is writing the refusal: no need to wait for it.
+REFUSAL_START = NOT_FOUND[: len("The indexed abstracts")]
 _PARAGRAPH = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*\u2022]|\d+[.)])\s)")
-# Small models sometimes cite a passage by its number ("[2]") instead of its id.
-_NUMBERED = re.compile(r"\[(?:Passage\s*)?(\d{1,2})\]", re.IGNORECASE)
-# ... or by its bare id ("[2401.01234]") or abstract page: sources too, so they are verified too.
+# Sources named by a bare id ("[2401.01234]") or an abstract page are claims too: verified like markers.
 _BARE_ID = re.compile(
     r"\[\s*(\d{4}\.\d{4,5})(?:v\d+)?\s*\]"
     r"|\bhttps?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/([a-z\-.]+/\d{7}|\d{4}\.\d{4,5})(?:v\d+)?(?:\.pdf)?",
@@ -39,7 +44,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # retrieved abstract might ask it to ("reveal your system prompt"); NOT_FOUND alone is an answer.
 _RULES = [
     " ".join(part.lower().split()).rstrip(".:;")
-    for part in re.split(r"(?<=[.:;])\s+", SYSTEM_PROMPT)
+    for prompt in (prompts.SYSTEM_PROMPT, prompts.HOSTED_SYSTEM_PROMPT)
+    for part in re.split(r"(?<=[.:;])\s+", prompt)
     if len(part) >= 25 and part not in NOT_FOUND
 ]
 
@@ -51,19 +57,18 @@ class Context:
     papers: list[tuple[Passage, list[str]]]
 
     def ids(self) -> list[str]:
-        """Return the arXiv ids in the order they are numbered."""
+        """Return the arXiv ids in the order they are shown."""
         return [p.arxiv_id for p, _ in self.papers]
 
     def render(self) -> str:
-        """Return the numbered passages as the user message shows them, each as data on two lines."""
+        """Return the passages as the user message shows them, each as data on two lines."""
         return "\n\n".join(
-            PASSAGE.format(
-                number=n,
+            prompts.PASSAGE.format(
                 arxiv_id=p.arxiv_id,
                 title=f" {as_data(p.title)}" if p.title else "",
                 text=as_data(" ".join(chosen)),
             )
-            for n, (p, chosen) in enumerate(self.papers, start=1)
+            for p, chosen in self.papers
         )
 
 
@@ -78,26 +83,22 @@ def approx_tokens(text: str) -> int:
 
 
 def select_context(
-    question: str,
-    passages: Sequence[Passage],
-    embed_model: MiniLMEmbedding,
-    *,
-    min_score: float,
-    max_tokens: int,
+    relevant: Sequence[Scored], passages: Sequence[Passage], *, max_tokens: int, paper_ratio: float
 ) -> Context:
-    """Keep the sentences closest to the question, across relevant passages, within `max_tokens`."""
-    scored = relevant_sentences(question, passages, embed_model, min_score=min_score)
+    """Keep the sentences closest to the question, across relevant passages, within `max_tokens`.
+
+    A paper whose best sentence is below `paper_ratio` of the best paper's is left out: small models
+    cite such noise.
+    """
     best: dict[int, float] = {}
-    for item in scored:
+    for item in relevant:
         best[item.rank] = max(best.get(item.rank, -1.0), item.similarity)
-    # A paper whose best sentence is well below the best paper's is noise that small models cite.
-    floor = PAPER_RATIO * max(best.values(), default=0.0)
-    scored = [item for item in scored if best[item.rank] >= floor]
+    floor = paper_ratio * max(best.values(), default=0.0)
     chosen: list[Scored] = []
     papers: set[int] = set()
     used = 0
     # Prompt tokens dominate CPU latency, so the budget is strict: skip what does not fit.
-    for item in sorted(scored, key=lambda item: -item.similarity):
+    for item in sorted((i for i in relevant if best[i.rank] >= floor), key=lambda item: -item.similarity):
         header = HEADER_TOKENS + approx_tokens(item.passage.title or "")
         cost = approx_tokens(item.sentence) + (0 if item.rank in papers else header)
         if used + cost <= max_tokens or not chosen:
@@ -114,25 +115,17 @@ def select_context(
     )
 
 
-def build_messages(question: str, context: Context) -> list[ChatMessage]:
+def build_messages(question: str, context: Context, *, hosted: bool = False) -> list[ChatMessage]:
     """Return the grounded chat: the fixed system prompt, then passages, question and rules."""
+    system, user = (
+        (prompts.HOSTED_SYSTEM_PROMPT, prompts.HOSTED_USER_PROMPT)
+        if hosted
+        else (prompts.SYSTEM_PROMPT, prompts.USER_PROMPT)
+    )
     return [
-        ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT),
-        ChatMessage(
-            role=MessageRole.USER,
-            content=USER_PROMPT.format(passages=context.render(), question=question),
-        ),
+        ChatMessage(role=MessageRole.SYSTEM, content=system),
+        ChatMessage(role=MessageRole.USER, content=user.format(passages=context.render(), question=question)),
     ]
-
-
-def number_to_id(text: str, ids: Sequence[str]) -> str:
-    """Rewrite `[n]` passage numbers as the `[arXiv:ID]` of the n-th passage."""
-
-    def replace(match: re.Match[str]) -> str:
-        n = int(match.group(1))
-        return f"[arXiv:{ids[n - 1]}]" if 1 <= n <= len(ids) else match.group(0)
-
-    return _NUMBERED.sub(replace, text)
 
 
 def ids_to_markers(text: str) -> str:
@@ -160,73 +153,207 @@ def uncited_claims(text: str) -> list[str]:
     return uncited
 
 
-def finish(
-    question: str, draft: str, passages: list[Passage], backend: str, warnings: Sequence[str] = ()
-) -> Answer:
-    """Verify the draft's citations against the passages and package the answer."""
-    checked = verify(draft, {p.arxiv_id for p in passages})
-    return Answer(
-        question=question,
-        text=checked.text,
-        citations=checked.citations,
-        passages=passages,
-        backend=backend,
-        dropped_citations=checked.dropped,
-        grounded=not uncited_claims(checked.text),
-        warnings=list(warnings),
-    )
+def _is_refusal(sentence: str) -> bool:
+    return " ".join(sentence.split()).rstrip(". ").lower() == NOT_FOUND.rstrip(".").lower()
+
+
+class _Failure(Exception):
+    """The answerer's reply cannot be used (said in one line, without control characters)."""
+
+
+@dataclass
+class Draft:
+    """What one generation produced, sentence by sentence, each checked before it is shown."""
+
+    retrieved: set[str]
+    scores: SentenceScores
+    embed_model: MiniLMEmbedding
+    min_support: float
+    sentences: list[Sentence] = field(default_factory=list)
+    proposed: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    refused: bool = False  # the reply was, or contained, the refusal
+
+    def add(self, raw: str) -> str | None:
+        """Check one sentence of a model's reply; return the text to show, or None when nothing is shown."""
+        if _is_refusal(raw):
+            self.refused = True
+            return None
+        if repeats_instructions(raw):
+            raise _Failure(
+                "it repeated its instructions instead of answering; an abstract may hold a prompt injection"
+            )
+        return self.keep(ids_to_markers(raw))
+
+    def keep(self, draft: str) -> str | None:
+        """Verify one sentence's citations and score its support; return the text to show, if any."""
+        self.proposed.extend(i for i in parse_citations(draft) if i not in self.proposed)
+        checked = verify(draft, self.retrieved)
+        self.dropped.extend(i for i in checked.dropped if i not in self.dropped)
+        if not checked.text:
+            return None
+        self.sentences.append(
+            check_support(
+                checked.text, checked.citations, self.scores, self.embed_model, min_support=self.min_support
+            )
+        )
+        return checked.text if len(self.sentences) == 1 else f" {checked.text}"
+
+    @property
+    def text(self) -> str:
+        """Return the answer as shown: the checked sentences, in order."""
+        return " ".join(s.text for s in self.sentences)
+
+
+@dataclass
+class Clock:
+    """When the question arrived, and the answer's timings so far (seconds)."""
+
+    started: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, name: str) -> None:
+        """Record `name` now, once."""
+        self.timings.setdefault(name, round(time.perf_counter() - self.started, 3))
+
+
+def _generate(
+    backend: Backend, messages: list[ChatMessage], grammar: str | None, draft: Draft, clock: Clock
+) -> Iterator[str]:
+    """Stream one reply, yielding each sentence once it is complete and checked."""
+    pending = SentenceStream()
+    reply = ""
+    stream = backend.stream(messages, grammar=grammar)
+    try:
+        for piece in stream:
+            clock.mark("first_token_s")
+            reply += piece
+            if grammar is not None and reply.lstrip().startswith(REFUSAL_START):
+                draft.refused = True  # the grammar allows nothing but the refusal from here
+                return
+            for sentence in pending.feed(piece):
+                if (shown := draft.add(sentence)) is not None:
+                    clock.mark("first_sentence_s")
+                    yield shown
+        for sentence in pending.close():
+            if (shown := draft.add(sentence)) is not None:
+                clock.mark("first_sentence_s")
+                yield shown
+    except _Failure:
+        raise
+    except Exception as exc:  # a remote service can fail in any way; that must not lose the answer
+        if not backend.hosted:
+            raise
+        raise _Failure(backend.describe_failure(exc)) from None
+    finally:
+        stream.close()
+    if not reply.strip():
+        raise _Failure("it returned an empty answer")
 
 
 def stream_answer(
     backend: Backend,
     question: str,
     passages: list[Passage],
+    scores: SentenceScores,
     *,
     embed_model: MiniLMEmbedding,
     settings: AnswerSettings,
     min_score: float,
     query: str | None = None,
+    clock: Clock | None = None,
 ) -> Iterator[str | Answer]:
-    """Yield the answer's text as it is generated, then the verified `Answer`.
+    """Yield the answer's checked sentences as they are ready, then the `Answer` they add up to.
 
-    `query` is the stand-alone form of a follow-up `question`; the passages were retrieved for it.
+    `query` is the stand-alone form of a follow-up `question`; the passages were retrieved for it and
+    `scores` holds their sentences scored against it. Refusals are decided by evidence: nothing
+    relevant -> the refusal at once; a local model that refuses although a sentence reaches
+    `settings.strong_evidence` is asked again, constrained to answer.
     """
     query = query or question
+    clock = clock or Clock(time.perf_counter())
+    retrieved = {p.arxiv_id for p in passages}
+    relevant = scores.relevant(min_score)
 
-    def extractive(warnings: Sequence[str] = ()) -> Answer:
-        draft = extractive_answer(
-            query, passages, embed_model, min_score=min_score, max_sentences=settings.max_sentences
+    def package(text: str, who: str, draft: Draft | None = None, warnings: Sequence[str] = ()) -> Answer:
+        clock.mark("first_token_s")
+        clock.mark("total_s")
+        checked = draft.sentences if draft else []
+        return Answer(
+            question=question,
+            text=text,
+            citations=list(dict.fromkeys(i for s in checked for i in s.citations)),
+            passages=passages,
+            backend=who,
+            dropped_citations=draft.dropped if draft else [],
+            grounded=not uncited_claims(text),
+            warnings=list(warnings),
+            sentences=checked,
+            proposed_citations=draft.proposed if draft else [],
+            timings=dict(clock.timings),
         )
-        return finish(question, draft, passages, "extractive", warnings)
 
+    def extractive(warnings: Sequence[str] = ()) -> Iterator[str | Answer]:
+        draft = new_draft()
+        for sentence in extractive_answer(
+            relevant, min_score=min_score, max_sentences=settings.max_sentences
+        ):
+            if (shown := draft.keep(sentence)) is not None:
+                yield shown
+        yield package(draft.text or NOT_FOUND, "extractive", draft, warnings)
+
+    def new_draft() -> Draft:
+        return Draft(retrieved, scores, embed_model, settings.min_support)
+
+    if not relevant:  # no passage clears the relevance threshold: refuse without spending model time
+        yield package(NOT_FOUND, backend.name)
+        return
     if backend.extractive:
-        yield extractive()
+        yield from extractive()
         return
+    local = backend.grammar_capable
     context = select_context(
-        query, passages, embed_model, min_score=min_score, max_tokens=settings.max_context_tokens
+        relevant,
+        passages,
+        max_tokens=settings.context_tokens(local=not backend.hosted),
+        paper_ratio=0.0 if backend.hosted else PAPER_RATIO,
     )
-    if not context.papers:
-        yield finish(question, NOT_FOUND, passages, backend.name)
-        return
-    text = ""
-    failure = None
+    messages = build_messages(query, context, hosted=backend.hosted)
+    top = scores.top()
+    strong = top >= settings.strong_evidence
+    warnings: list[str] = []
+    draft = new_draft()
     try:
-        for piece in backend.stream(build_messages(query, context)):
-            text += piece
-            yield piece
-    except Exception as exc:  # a remote service can fail in any way; that must not lose the answer
-        if not backend.hosted:
-            raise
-        failure = backend.describe_failure(exc)
-    if failure is None and not text.strip():
-        failure = "it returned an empty answer"
-    if failure is None and repeats_instructions(text):
-        failure = "it repeated its instructions instead of answering; an abstract may hold a prompt injection"
-    if failure is not None:
+        grammar = answer_grammar(context.ids(), refusal=True) if local else None
+        yield from _generate(backend, messages, grammar, draft, clock)
+        if draft.refused and not draft.sentences and strong:
+            action = prompts.RETRIED if local else prompts.EXTRACTED
+            warnings.append(
+                prompts.REFUSAL_OVERRIDDEN.format(
+                    backend=backend.name, similarity=top, strong=settings.strong_evidence, action=action
+                )
+            )
+            if not local:
+                yield from extractive(warnings)
+                return
+            draft = new_draft()
+            yield from _generate(
+                backend, messages, answer_grammar(context.ids(), refusal=False), draft, clock
+            )
+    except _Failure as failure:
         # The reason may quote a remote server: no control characters reach the terminal or the log.
-        notice = FALLBACK_NOTICE.format(backend=backend.name, reason=_CONTROL.sub("", failure))
+        reason = _CONTROL.sub("", str(failure))
+        if draft.sentences:  # what was shown stays true: keep it, say why it ends there
+            warnings.append(prompts.STOPPED.format(backend=backend.name, reason=reason))
+            yield package(draft.text, backend.name, draft, warnings)
+            return
+        notice = prompts.FALLBACK_NOTICE.format(backend=backend.name, reason=reason)
         print(f"assistant: {notice}", file=sys.stderr)
-        yield extractive([notice])
+        yield from extractive([*warnings, notice])
         return
-    draft = ids_to_markers(number_to_id(text, context.ids()))
-    yield finish(question, draft, passages, backend.name)
+    if draft.sentences and draft.refused:
+        warnings.append(prompts.CONTRADICTION.format(backend=backend.name))
+    if not draft.sentences:
+        yield package(NOT_FOUND, backend.name, draft, warnings)
+        return
+    yield package(draft.text, backend.name, draft, warnings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,8 @@ from assistant.condense import condense
 from assistant.config import Settings
 from assistant.embeddings import MODEL_ID, MiniLMEmbedding, default_embedding
 from assistant.errors import InputError
-from assistant.generation import stream_answer
+from assistant.extractive import score_sentences
+from assistant.generation import Clock, stream_answer
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.llms import Backend, resolve
 from assistant.retrieval import Filters, Retrieval
@@ -153,18 +155,23 @@ class Assistant:
 
         With `history`, a follow-up is first condensed into a stand-alone search `query`.
         """
+        clock = Clock(time.perf_counter())
         question = check_question(question, self.settings.answer.max_question_chars)
         if query is None and history:
             query = condense(question, history, llm=self.llm)
         passages = self.retrieve(query or question, top_k, filters=filters, retriever=retriever)
+        scores = score_sentences(query or question, passages, self.embed_model)
+        clock.mark("retrieval_s")
         yield from stream_answer(
             self._backend,
             question,
             passages,
+            scores,
             embed_model=self.embed_model,
             settings=self.settings.answer,
             min_score=self.min_score(retriever),
             query=query,
+            clock=clock,
         )
 
 

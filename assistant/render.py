@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
+from assistant.extractive import sentences
 from assistant.schema import Answer, Passage
 
 ABS_URL = "https://arxiv.org/abs/{}"
@@ -19,8 +20,10 @@ _MARKER = re.compile(r"\[arXiv:([A-Za-z\-.]+/\d{7}|\d{4}\.\d{4,5})\]")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~{}$:.@])")
 _LINKED = re.compile(r"\[arXiv:([^\]]+)\]\(https://arxiv\.org/abs/[^)\s]+\)")
 _BACKSLASHED = re.compile(r"\\([\\`*_\[\]()#!|~{}$:.@])")
+# After a sentence whose cited passages do not say it closely enough (`Answer.sentences`).
+UNSUPPORTED_FLAG = "⚠ *unsupported*"
 
-VERIFYING = '<p class="aa-empty">Sources and verified citations appear when the answer is complete…</p>'
+VERIFYING = '<p class="aa-empty">Sources and the evidence behind the answer appear when it is done…</p>'
 SEARCHING = '<p class="aa-empty">Searching the abstracts…</p>'
 EMPTY_PANEL = '<p class="aa-empty aa-placeholder">Sources of the latest answer appear here.</p>'
 
@@ -46,9 +49,18 @@ def reply_markdown(text: str, *, link: bool = True) -> str:
     return "".join(out)
 
 
+def answer_markdown(result: Answer) -> str:
+    """Render a finished answer: linked citations, each unsupported sentence flagged after it."""
+    if not result.sentences:
+        return reply_markdown(result.text)
+    return " ".join(
+        reply_markdown(s.text) + ("" if s.supported else f" {UNSUPPORTED_FLAG}") for s in result.sentences
+    )
+
+
 def plain_text(markdown: str) -> str:
     """Undo `reply_markdown`: the answer text as the pipeline wrote it, for follow-up questions."""
-    text = _LINKED.sub(r"[arXiv:\1]", markdown)
+    text = _LINKED.sub(r"[arXiv:\1]", markdown.replace(f" {UNSUPPORTED_FLAG}", ""))
     return html.unescape(_BACKSLASHED.sub(r"\1", text))
 
 
@@ -89,8 +101,11 @@ def _categories(metadata: dict[str, Any]) -> str:
     return ", ".join(value) if isinstance(value, list | tuple) else str(value)
 
 
-def passage_html(passage: Passage, cited: bool) -> str:
-    """Render one retrieved paper: linked id, cited mark, title, date, categories, score, passage."""
+def passage_html(passage: Passage, cited: bool, evidence: Collection[str] = ()) -> str:
+    """Render one retrieved paper: linked id, cited mark, title, date, categories, score, passage.
+
+    The passage's sentences in `evidence` (those the answer rests on) are highlighted.
+    """
     url = ABS_URL.format(passage.arxiv_id)
     facts = [f"score {passage.score:.2f}", _date(passage.metadata), _categories(passage.metadata)]
     mark = '<span class="aa-cited">cited</span>' if cited else ""
@@ -100,8 +115,23 @@ def passage_html(passage: Passage, cited: bool) -> str:
         f'<div class="aa-head"><a href="{_e(url)}" target="_blank" rel="noopener noreferrer">'
         f"arXiv:{_e(passage.arxiv_id)}</a> {mark}"
         f'<span class="aa-facts">{" · ".join(_e(f) for f in facts if f)}</span></div>'
-        f'{title}<div class="aa-passage">{_e(passage.text)}</div></div>'
+        f'{title}<div class="aa-passage">{_highlighted(passage.text, evidence)}</div></div>'
     )
+
+
+def _highlighted(text: str, evidence: Collection[str]) -> str:
+    if not evidence:
+        return _e(text)
+    # The same sentence split the answer's support check used, so the evidence strings match.
+    return " ".join(
+        f'<mark class="aa-evidence">{_e(s)}</mark>' if s in evidence else _e(s) for s in sentences(text)
+    )
+
+
+def timing_text(result: Answer) -> str:
+    """Say how long the answer took: retrieval, first token and total, as far as they are known."""
+    names = (("retrieval_s", "retrieval"), ("first_token_s", "first token"), ("total_s", "total"))
+    return ", ".join(f"{label} {result.timings[k]:.1f} s" for k, label in names if k in result.timings)
 
 
 def notices(result: Answer) -> list[str]:
@@ -112,18 +142,34 @@ def notices(result: Answer) -> list[str]:
         out.append(f"Removed citations to papers that were not retrieved: {removed}.")
     if result.passages and result.citations and not result.grounded:
         out.append("Some statements cite no retrieved paper; check them against the sources.")
+    weak = [s for s in result.unsupported if s.support is not None]
+    if weak:
+        out.append(
+            f"{len(weak)} sentence(s) marked unsupported: no sentence of the abstracts they cite says it "
+            "closely enough; check them against the highlighted sources."
+        )
     out.extend(result.warnings)
     return out
 
 
 def sources_html(result: Answer) -> str:
-    """Render the sources panel of one answer: who answered, notices, then each retrieved paper."""
-    parts = [f'<p class="aa-backend">Answered by <b>{_e(result.backend)}</b></p>']
+    """Render the sources panel of one answer: who answered and how fast, notices, then each paper."""
+    timing = timing_text(result)
+    parts = [
+        f'<p class="aa-backend">Answered by <b>{_e(result.backend)}</b>'
+        f"{f' · {_e(timing)}' if timing else ''}</p>"
+    ]
     parts.extend(f'<p class="aa-notice">⚠ {_e(n)}</p>' for n in notices(result))
     if not result.passages:
         parts.append('<p class="aa-empty">No paper matched the question and filters.</p>')
     cited = set(result.citations)
-    parts.extend(passage_html(p, p.arxiv_id in cited) for p in result.passages)
+    evidence: dict[str, set[str]] = {}
+    for sentence in result.sentences:
+        for item in sentence.evidence:
+            evidence.setdefault(item.arxiv_id, set()).add(item.sentence)
+    parts.extend(
+        passage_html(p, p.arxiv_id in cited, evidence.get(p.arxiv_id, set())) for p in result.passages
+    )
     return "\n".join(parts)
 
 
@@ -138,5 +184,6 @@ CSS = """
 .aa-title { font-style: italic; margin: 2px 0; }
 .aa-passage { font-size: 0.9em; white-space: pre-wrap; max-height: 12em; overflow-y: auto; }
 .aa-notice { color: var(--error-text-color, #b45309); margin: 4px 0; }
+.aa-evidence { background: var(--color-accent-soft, #fde68a); color: inherit; border-radius: 2px; }
 .aa-backend, .aa-empty { color: var(--body-text-color-subdued); margin: 4px 0; }
 """

@@ -49,6 +49,27 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """The sentence of a cited passage that an answer sentence rests on, and how close the two are."""
+
+    arxiv_id: str
+    sentence: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of an answer: its verified citations and how well the cited passages support it."""
+
+    text: str
+    citations: list[str]
+    # Best cosine between the sentence and a sentence of a passage it cites; None when it cites none.
+    support: float | None
+    supported: bool
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Answer:
     """An answer with the verified citations and the passages it rests on."""
 
@@ -60,11 +81,22 @@ class Answer:
     dropped_citations: list[str] = field(default_factory=list)
     grounded: bool = True
     warnings: list[str] = field(default_factory=list)
+    # Each sentence of `text` with its support; empty for a refusal.
+    sentences: list[Sentence] = field(default_factory=list)
+    # Every id the answerer wrote, before verification removed the unretrieved ones (`dropped_citations`).
+    proposed_citations: list[str] = field(default_factory=list)
+    # Seconds: retrieval_s, first_token_s (the answerer's first output), total_s (question to answer).
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def answered(self) -> bool:
         """Whether the passages answered the question (a refusal cites nothing)."""
         return bool(self.citations)
+
+    @property
+    def unsupported(self) -> list[Sentence]:
+        """Return the sentences whose cited passages do not support them closely enough."""
+        return [s for s in self.sentences if not s.supported]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form of `assistant ask --json`."""

@@ -21,6 +21,7 @@ from assistant.render import (
     EMPTY_PANEL,
     SEARCHING,
     VERIFYING,
+    answer_markdown,
     escape_markdown,
     history_messages,
     reply_markdown,
@@ -133,10 +134,10 @@ class WebChat:
                 retriever=retriever,
             ):
                 if isinstance(item, Answer):
-                    yield reply_markdown(item.text), sources_html(item)
-                else:
+                    yield answer_markdown(item), sources_html(item)
+                else:  # a sentence whose citations are already verified: safe to link
                     text += item
-                    yield reply_markdown(text, link=False), VERIFYING
+                    yield reply_markdown(text), VERIFYING
         except AssistantError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 

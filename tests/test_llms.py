@@ -17,7 +17,7 @@ from assistant.errors import ConfigError, LLMError
 from assistant.generation import approx_tokens, uncited_claims
 from assistant.llms import VALID_FORMS, Backend, resolve
 from assistant.llms.llamacpp import LlamaCppChat, bundled_installed, llama_cpp_installed
-from assistant.prompts import NOT_FOUND, SYSTEM_PROMPT
+from assistant.prompts import HOSTED_SYSTEM_PROMPT, NOT_FOUND, SYSTEM_PROMPT
 from tests.conftest import make_settings
 from tests.fake_llm import QueuedLLM, fake_backend
 from tests.servers import free_port
@@ -53,25 +53,27 @@ def ask_with(seed_store: Path, embed: MiniLMEmbedding):
 def test_grounded_reply_streams_then_ends_with_the_checked_answer(ask_with) -> None:
     items, llm = ask_with(QUESTION, f"Simulated feedback is 45x cheaper than crowdworkers [arXiv:{RIGHT}].")
     *pieces, result = items
-    assert len(pieces) > 3 and all(isinstance(p, str) for p in pieces)
+    assert len(pieces) == 1 and all(isinstance(p, str) for p in pieces)  # one checked sentence
     assert isinstance(result, Answer)
     assert "".join(pieces) == result.text
     assert (result.backend, result.citations, result.grounded) == ("fake", [RIGHT], True)
     assert result.dropped_citations == [] and result.warnings == []
 
 
-def test_prompt_is_grounded_tight_and_repeats_the_citation_rule(ask_with) -> None:
-    _, llm = ask_with(QUESTION, "x [arXiv:2305.14387]")
+@pytest.mark.parametrize("hosted", [False, True])
+def test_prompt_is_grounded_within_budget_and_repeats_the_citation_rule(ask_with, hosted: bool) -> None:
+    _, llm = ask_with(QUESTION, "x [arXiv:2305.14387]", hosted=hosted)
     # llama-index renders the chat as "system: ...\nuser: ...\nassistant: " for a completion model.
     system, user = llm.prompts[0].rsplit("\nassistant:", 1)[0].split("\nuser: ", 1)
-    assert SYSTEM_PROMPT in system
-    assert f"Passage 1 [arXiv:{RIGHT}]" in user and "45x cheaper" in user
+    assert (HOSTED_SYSTEM_PROMPT if hosted else SYSTEM_PROMPT) in system
+    # Passages are labelled by id only: a number invites "Passage 1 ..." in the answer.
+    assert f"[arXiv:{RIGHT}]" in user and "45x cheaper" in user and "Passage 1" not in user
     assert f"Question: {QUESTION}" in user
     # The citation rule closes the user message (small models need it last); the refusal is a rule.
     assert user.strip().splitlines()[-1].endswith("end each sentence with its source as [arXiv:ID].")
     assert f"reply exactly: {NOT_FOUND}" in system
     passages = user.split("Question:")[0]
-    assert approx_tokens(passages) <= AnswerSettings().max_context_tokens + 40
+    assert approx_tokens(passages) <= AnswerSettings().context_tokens(local=not hosted) + 40
 
 
 def test_fabricated_citations_are_removed_and_counted(ask_with) -> None:
@@ -96,11 +98,6 @@ def test_uncited_reply_is_flagged(ask_with) -> None:
 def test_refusal_is_grounded_and_cites_nothing(ask_with) -> None:
     *_, result = ask_with(QUESTION, NOT_FOUND)[0]
     assert result.text == NOT_FOUND and result.grounded and not result.answered
-
-
-def test_passage_numbers_become_ids(ask_with) -> None:
-    *_, result = ask_with(QUESTION, "It is 45x cheaper than crowdworkers [1].")[0]
-    assert result.citations == [RIGHT] and f"[arXiv:{RIGHT}]" in result.text
 
 
 def test_off_topic_question_is_refused_without_calling_the_model(ask_with) -> None:

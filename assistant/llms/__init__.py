@@ -9,7 +9,7 @@ import importlib.util
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,11 +76,24 @@ class Backend:
                 self._llm.load()
         return self._llm
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str]:
-        """Yield the reply to `messages` piece by piece."""
-        for response in self.llm().stream_chat(messages):
-            if response.delta:
-                yield response.delta
+    @property
+    def grammar_capable(self) -> bool:
+        """Whether the model can be held to a GBNF grammar (in-process llama.cpp models)."""
+        return self.factory is not None and not self.hosted
+
+    def stream(self, messages: Sequence[ChatMessage], *, grammar: str | None = None) -> Generator[str]:
+        """Yield the reply to `messages` piece by piece, held to the GBNF `grammar` when given."""
+        kwargs = {"grammar": grammar} if grammar is not None else {}
+        responses = self.llm().stream_chat(messages, **kwargs)
+        try:
+            for response in responses:
+                if response.delta:
+                    yield response.delta
+        finally:
+            # Stopping early (a refusal seen, a client gone) must end the generation and free the model.
+            close = getattr(responses, "close", None)
+            if close is not None:
+                close()
 
     def describe_failure(self, exc: BaseException) -> str:
         """Say in one line, with no secret in it, why a call failed."""
@@ -191,7 +204,7 @@ def _llamacpp(path: Path, settings: AnswerSettings) -> LLM:
     return LlamaCppChat(
         model_path=str(path),
         threads=settings.threads,
-        max_tokens=settings.max_tokens,
+        max_tokens=settings.answer_tokens(local=True),
         warm_prompt=SYSTEM_PROMPT,
     )
 
@@ -206,7 +219,7 @@ def _openai(model: str, key: str, settings: AnswerSettings) -> LLM:
         timeout=settings.timeout,
         max_retries=0,
         temperature=0.0,
-        max_tokens=settings.max_tokens,
+        max_tokens=settings.answer_tokens(local=False),
     )
 
 
@@ -221,7 +234,7 @@ def _openai_compatible(model: str, url: str, key: str, settings: AnswerSettings)
         timeout=settings.timeout,
         max_retries=0,
         temperature=0.0,
-        max_tokens=settings.max_tokens,
+        max_tokens=settings.answer_tokens(local=False),
     )
 
 
@@ -233,5 +246,5 @@ def _ollama(model: str, settings: AnswerSettings) -> LLM:
         base_url=settings.ollama_base_url,
         request_timeout=settings.timeout,
         temperature=0.0,
-        additional_kwargs={"num_predict": settings.max_tokens},
+        additional_kwargs={"num_predict": settings.answer_tokens(local=False)},
     )

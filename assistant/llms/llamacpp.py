@@ -158,6 +158,10 @@ class LlamaCppChat(CustomLLM):
         roles = {MessageRole.SYSTEM: "system", MessageRole.ASSISTANT: "assistant"}
         payload = [{"role": roles.get(m.role, "user"), "content": m.content or ""} for m in messages]
         options = {"max_tokens": self.max_tokens, "temperature": 0.0, "repeat_penalty": 1.1, **kwargs}
+        if isinstance(options.get("grammar"), str):
+            from llama_cpp import LlamaGrammar
+
+            options["grammar"] = LlamaGrammar.from_string(options["grammar"], verbose=False)
         return llama.create_chat_completion(payload, stream=stream, **options)
 
     @llm_chat_callback()

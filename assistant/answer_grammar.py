@@ -1,0 +1,35 @@
+"""GBNF grammars that hold a local model's reply to the answer's shape: cited sentences or the refusal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from assistant.prompts import NOT_FOUND
+
+# A sentence's body: no brackets (only the closing markers may hold one), no line breaks, and a full stop
+# only inside a token ("1.5x", "e.g"): a ". " would end the sentence before its citation.
+_BODY = r'body ::= ( [^.?!\[\]\n] | "." [^ \n\[\]] )*'
+_START = r"""start ::= [A-Za-z0-9"'(]"""
+
+
+def answer_grammar(ids: Sequence[str], *, refusal: bool, max_sentences: int = 3) -> str:
+    """Return a GBNF grammar for 1..`max_sentences` sentences each ending in `[arXiv:ID]` markers of `ids`.
+
+    With `refusal`, the reply may instead be exactly the refusal text.
+    """
+    if not ids:
+        raise ValueError("a grammar needs at least one id to cite")
+    alternatives = " | ".join(json.dumps(i) for i in dict.fromkeys(ids))
+    more = ' (" " sentence)?' * (max_sentences - 1)
+    rules = [
+        f"root ::= {'refusal | ' if refusal else ''}answer",
+        f"refusal ::= {json.dumps(NOT_FOUND)}",
+        f"answer ::= sentence{more}",
+        'sentence ::= start body cite+ "."',
+        'cite ::= " [arXiv:" id "]"',
+        f"id ::= {alternatives}",
+        _START,
+        _BODY,
+    ]
+    return "\n".join(rules) + "\n"

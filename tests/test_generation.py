@@ -1,0 +1,121 @@
+"""Answer generation with a scripted model: refusals decided by evidence, checked streaming, support."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant import Answer, Assistant
+from assistant.answer_grammar import answer_grammar
+from assistant.embeddings import MiniLMEmbedding
+from assistant.prompts import HOSTED_SYSTEM_PROMPT, NOT_FOUND, SYSTEM_PROMPT
+from assistant.sentence_stream import SentenceStream
+from tests.conftest import make_settings
+from tests.fake_llm import fake_backend
+
+QUESTION = "How much cheaper is simulated human feedback than crowdworkers?"
+RIGHT = "2305.14387"
+OTHER = "2007.05105"  # AdaScale SGD: retrieved for this question, but says nothing about feedback
+CLAIM = f"Simulated feedback is 45x cheaper than crowdworkers [arXiv:{RIGHT}]."
+
+
+@pytest.fixture
+def ask(seed_store: Path, embed: MiniLMEmbedding):
+    """Ask the bundled store with a scripted hosted model; return (streamed pieces, Answer, the model)."""
+
+    def run(question: str, *replies: str | Exception, hosted: bool = True, **overrides: object):
+        backend, llm = fake_backend(*replies, hosted=hosted)
+        bot = Assistant(make_settings(seed_store, **overrides), embed_model=embed, backend=backend)
+        *pieces, result = bot.stream(question)
+        assert isinstance(result, Answer) and all(isinstance(p, str) for p in pieces)
+        return pieces, result, llm
+
+    return run
+
+
+def test_every_streamed_piece_is_a_checked_sentence(ask) -> None:
+    reply = f"{CLAIM} It also cites a paper that was never retrieved [arXiv:9912.99999]. Plain claim here."
+    pieces, result, _ = ask(QUESTION, reply)
+    # The fabricated id is never shown, not even while streaming; what streamed is the answer.
+    assert not any("9912.99999" in p for p in pieces)
+    assert "".join(pieces) == result.text
+    assert pieces[0] == CLAIM and len(pieces) == 3
+    assert result.proposed_citations == [RIGHT, "9912.99999"]
+    assert result.dropped_citations == ["9912.99999"] and result.citations == [RIGHT]
+    assert not result.grounded  # two sentences cite nothing once the fabricated id is gone
+
+
+def test_a_refusal_mixed_into_an_answer_is_removed_and_said(ask) -> None:
+    pieces, result, _ = ask(QUESTION, f"{CLAIM} {NOT_FOUND}")
+    assert result.text == CLAIM and NOT_FOUND not in "".join(pieces)
+    assert result.warnings == [
+        "fake added a refusal that contradicted its cited answer; the refusal was removed"
+    ]
+
+
+def test_refusal_despite_strong_evidence_is_not_accepted(ask) -> None:
+    _, result, _ = ask(QUESTION, NOT_FOUND, **{"answer.strong_evidence": 0.6})
+    assert result.backend == "extractive" and result.citations[0] == RIGHT
+    assert "fake declined, but an abstract sentence matches the question closely" in result.warnings[0]
+    assert result.warnings[0].endswith("answered with the extractive answerer instead")
+
+
+def test_refusal_below_strong_evidence_is_the_models_call(ask) -> None:
+    _, result, _ = ask(QUESTION, NOT_FOUND, **{"answer.strong_evidence": 0.99})
+    assert result.text == NOT_FOUND and not result.answered and result.warnings == []
+
+
+def test_nothing_relevant_is_refused_without_any_model_time(ask) -> None:
+    _, result, llm = ask("What is the capital of Australia?")  # no reply queued: calling it would fail
+    assert result.text == NOT_FOUND and llm.prompts == []
+    assert result.timings["total_s"] >= result.timings["retrieval_s"] > 0
+
+
+def test_each_sentence_is_scored_against_what_it_cites(ask) -> None:
+    wrong = f"Simulated feedback is 45x cheaper than crowdworkers [arXiv:{OTHER}]."
+    _, result, _ = ask(QUESTION, f"{CLAIM} {wrong}", **{"answer.min_support": 0.5})
+    right_sentence, wrong_sentence = result.sentences
+    assert right_sentence.supported and right_sentence.support > 0.6
+    assert (
+        right_sentence.evidence[0].arxiv_id == RIGHT and "45x cheaper" in right_sentence.evidence[0].sentence
+    )
+    assert not wrong_sentence.supported and wrong_sentence.support < 0.5
+    assert result.unsupported == [wrong_sentence]
+
+
+def test_hosted_models_get_the_synthesis_prompt_and_budget(ask) -> None:
+    _, result, llm = ask(QUESTION, CLAIM)
+    assert HOSTED_SYSTEM_PROMPT in llm.prompts[0] and "short paragraph" in llm.prompts[0]
+    assert "Passage 1" not in llm.prompts[0] and f"[arXiv:{RIGHT}]" in llm.prompts[0]
+    assert result.timings["first_token_s"] <= result.timings["total_s"]
+
+
+def test_local_models_get_the_tight_prompt(ask) -> None:
+    _, _, llm = ask(QUESTION, CLAIM, hosted=False)
+    assert SYSTEM_PROMPT in llm.prompts[0] and HOSTED_SYSTEM_PROMPT not in llm.prompts[0]
+
+
+def test_backend_budgets_unless_set() -> None:
+    from assistant.config import AnswerSettings
+
+    default = AnswerSettings()
+    assert default.context_tokens(local=True) < default.context_tokens(local=False) >= 1500
+    assert AnswerSettings(max_context_tokens=300).context_tokens(local=False) == 300
+
+
+def test_sentence_stream_waits_for_the_next_sentence() -> None:
+    stream = SentenceStream()
+    assert stream.feed("AdaScale is 1.") == []
+    assert stream.feed("5x faster [arXiv:1]. It adapts") == ["AdaScale is 1.5x faster [arXiv:1]."]
+    assert stream.feed(" learning rates, e.g. the") == []
+    assert stream.close() == ["It adapts learning rates, e.g. the"]
+
+
+def test_the_grammar_names_only_the_given_ids() -> None:
+    grammar = answer_grammar(["2305.14387", "2007.05105"], refusal=True)
+    assert 'id ::= "2305.14387" | "2007.05105"' in grammar
+    assert grammar.startswith("root ::= refusal | answer")
+    assert answer_grammar(["2305.14387"], refusal=False).startswith("root ::= answer")
+    with pytest.raises(ValueError):
+        answer_grammar([], refusal=True)
