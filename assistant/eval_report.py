@@ -9,14 +9,18 @@ from typing import Any
 from assistant.evaluate import Report
 
 ANSWER_LABELS = {
-    "backend": "answering backend",
-    "citation_validity": "citation validity (cited ids within retrieved)",
+    "answerable": "answerable questions",
+    "unanswerable": "unanswerable questions",
     "right_paper_cited": "right paper cited (answerable)",
-    "answer_contains": "answer_contains hit rate",
-    "refusal_rate_unanswerable": "refusal rate (unanswerable)",
-    "false_refusal_rate": "false-refusal rate (answerable)",
-    "latency_p50_s": "latency p50 (s)",
-    "latency_mean_s": "latency mean (s)",
+    "first_citation_right": "first citation right (answerable)",
+    "facts_present": "expected facts present (answer_contains)",
+    "false_refusals": "false refusals (answerable refused)",
+    "unanswerable_refused": "unanswerable refused",
+    "unsupported_sentences": "sentences unsupported",
+    "dropped_citation_share": "proposed citations dropped by verification",
+    "passage_artefacts": "replies with 'Passage n' artefacts",
+    "first_token_s_median": "first token, median (s)",
+    "total_s_median": "total time, median (s)",
 }
 
 
@@ -41,8 +45,12 @@ def markdown(report: Report) -> str:
             f"| {metric} | " + " | ".join(_cell(report.retrievers[n].get(metric)) for n in names) + " |"
         )
     if report.answers:
-        lines += ["", "| answers | value |", "|---|---|"]
-        lines += [f"| {label} | {_cell(report.answers.get(key))} |" for key, label in ANSWER_LABELS.items()]
+        backends = list(report.answers)
+        lines += ["", "| answers | " + " | ".join(backends) + " |", "|---" * (len(backends) + 1) + "|"]
+        lines += [
+            f"| {label} | " + " | ".join(_cell(report.answers[b].get(key)) for b in backends) + " |"
+            for key, label in ANSWER_LABELS.items()
+        ]
     return "\n".join(lines)
 
 

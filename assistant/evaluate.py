@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +16,6 @@ from assistant.condense import Turn, condense
 from assistant.errors import InputError, SourceError
 from assistant.extractive import relevant_sentences
 from assistant.pipeline import Assistant
-from assistant.prompts import NOT_FOUND
 from assistant.retrieval import RETRIEVERS
 from assistant.sources.ids import normalize_id
 
@@ -174,40 +173,56 @@ def evaluate_retrieval(
     return metrics, rows
 
 
+# Passage labels a model copied into its answer ("Passage 2 arXiv:..."): prompts label passages by id only.
+_PASSAGE_LABEL = re.compile(r"\bPassage\s*\d", re.IGNORECASE)
+
+
 def evaluate_answers(
     bot: Assistant, conversations: list[list[Case]], bar: Any
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Answer every case through the chat path; return answer metrics and per-question rows."""
+    """Answer every case through the chat path; return answer metrics and per-question rows.
+
+    The citation measure counts what the answerer proposed before verification, so it can fail.
+    """
     rows: list[dict[str, Any]] = []
-    valid, right, contains, refused, false_refusals, latency = [], [], [], [], [], []
+    right, first_right, facts, false_refusals, refused = [], [], [], [], []
+    first_token, total = [], []
+    sentences = unsupported = proposed = dropped = artefacts = 0
     for conversation in conversations:
         history: list[Any] = []
         for case in conversation:
-            start = time.perf_counter()
             result = bot.chat(case.question, history)
-            latency.append(time.perf_counter() - start)
             history.append(result)
-            retrieved = {p.arxiv_id for p in result.passages}
-            valid.append(float(set(result.citations) <= retrieved))
-            declined = result.text.strip() == NOT_FOUND or not result.citations
+            declined = not result.citations
             if case.expected_ids:
                 right.append(float(bool(set(result.citations) & set(case.expected_ids))))
+                first_right.append(float(bool(result.citations) and result.citations[0] in case.expected_ids))
                 false_refusals.append(float(declined))
             else:
                 refused.append(float(declined))
             if case.answer_contains:
                 text = result.text.lower()
-                contains.append(_mean([float(s.lower() in text) for s in case.answer_contains]))
+                facts.append(_mean([float(s.lower() in text) for s in case.answer_contains]))
+            sentences += len(result.sentences)
+            unsupported += len(result.unsupported)
+            proposed += len(result.proposed_citations)
+            dropped += len(result.dropped_citations)
+            artefacts += bool(_PASSAGE_LABEL.search(result.text))
+            first_token.append(result.timings.get("first_token_s", 0.0))
+            total.append(result.timings.get("total_s", 0.0))
             rows.append(
                 {
                     "question": case.question,
                     "expected_ids": list(case.expected_ids),
                     "answer": result.text,
                     "citations": result.citations,
+                    "proposed_citations": result.proposed_citations,
                     "dropped_citations": result.dropped_citations,
+                    "unsupported": [s.text for s in result.unsupported],
                     "backend": result.backend,
                     "grounded": result.grounded,
-                    "latency_s": round(latency[-1], 3),
+                    "warnings": result.warnings,
+                    "timings": result.timings,
                     **(
                         {"conversation": case.conversation, "turn": case.turn}
                         if case.conversation is not None
@@ -218,14 +233,18 @@ def evaluate_answers(
             bar.update(1)
     metrics = {
         "backend": bot.backend,
-        "citation_validity": _mean(valid),
-        "right_paper_cited": _mean(right),
-        "answer_contains": _mean(contains) if contains else None,
-        "refusal_rate_unanswerable": _mean(refused) if refused else None,
-        "false_refusal_rate": _mean(false_refusals),
-        "latency_p50_s": round(statistics.median(latency), 3),
-        "latency_mean_s": round(statistics.fmean(latency), 3),
-        "per_question": rows,
+        "answerable": len(right),
+        "unanswerable": len(refused),
+        "right_paper_cited": _mean(right) if right else None,
+        "first_citation_right": _mean(first_right) if first_right else None,
+        "facts_present": _mean(facts) if facts else None,
+        "false_refusals": _mean(false_refusals) if false_refusals else None,
+        "unanswerable_refused": _mean(refused) if refused else None,
+        "unsupported_sentences": round(unsupported / sentences, 4) if sentences else 0.0,
+        "dropped_citation_share": round(dropped / proposed, 4) if proposed else 0.0,
+        "passage_artefacts": artefacts,
+        "first_token_s_median": round(statistics.median(first_token), 3),
+        "total_s_median": round(statistics.median(total), 3),
     }
     return metrics, rows
 
@@ -236,11 +255,14 @@ def evaluate(
     *,
     retrievers: Sequence[str] = ("hybrid",),
     ks: Sequence[int] = (1, 5, 10),
-    answers: bool = False,
+    answers: Sequence[Assistant] = (),
     warn: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
     progress: bool = False,
 ) -> Report:
-    """Run the test questions through each retriever (and the answerer) and collect the metrics."""
+    """Run the test questions through each retriever, then each answering assistant, and collect metrics.
+
+    The answer metrics are keyed by the answering backend's name.
+    """
     from tqdm import tqdm
 
     for kind in retrievers:
@@ -257,13 +279,15 @@ def evaluate(
             + ", ".join(unknown[:10])
         )
     report = Report(n_questions=len(cases), ks=ks)
-    total = len(cases) * (len(retrievers) + answers)
+    total = len(cases) * (len(retrievers) + len(answers))
     with tqdm(
         total=total, unit=" questions", file=sys.stderr, disable=not progress, desc="evaluating"
     ) as bar:
         for kind in retrievers:
             report.retrievers[kind], rows = evaluate_retrieval(bot, conversations, kind, ks, bar)
             report.per_question.extend(rows)
-        if answers:
-            report.answers, _ = evaluate_answers(bot, conversations, bar)
+        for answering in answers:
+            metrics, rows = evaluate_answers(answering, conversations, bar)
+            report.answers[answering.backend] = metrics
+            report.per_question.extend(rows)
     return report

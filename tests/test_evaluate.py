@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from assistant.embeddings import MiniLMEmbedding
 from assistant.errors import InputError
 from assistant.eval_report import markdown, write
 from assistant.evaluate import evaluate, load_cases, retrieval_scores
 from assistant.pipeline import Assistant
+from tests.fake_llm import fake_backend
 from tests.test_cli import run
 
 QUESTIONS = Path(__file__).resolve().parent.parent / "assistant" / "data" / "seed_questions.jsonl"
@@ -74,21 +76,47 @@ def test_conversations_and_unanswerable_questions(seed_assistant: Assistant) -> 
     assert "| hit@1 |" in markdown(report)
 
 
-def test_answer_metrics(seed_assistant: Assistant, tmp_path: Path) -> None:
+ANSWER_KEYS = {
+    "right_paper_cited",
+    "first_citation_right",
+    "facts_present",
+    "false_refusals",
+    "unanswerable_refused",
+    "unsupported_sentences",
+    "dropped_citation_share",
+    "first_token_s_median",
+    "total_s_median",
+}
+
+
+def test_answer_metrics_count_what_the_model_proposed(
+    seed_assistant: Assistant, seed_store: Path, embed: MiniLMEmbedding, tmp_path: Path
+) -> None:
     path = tmp_path / "q.jsonl"
     path.write_text(
         '{"question": "How much cheaper is simulated human feedback?", "expected_ids": ["2305.14387"], '
         '"answer_contains": ["45x", "not in the abstract"]}\n'
+        '{"question": "What is AdaScale SGD?", "expected_ids": ["2007.05105"]}\n'
         '{"question": "What is the capital of Australia?", "expected_ids": []}\n'
     )
-    report = evaluate(seed_assistant, load_cases(path, print), answers=True)
-    answers = report.answers
-    assert answers["citation_validity"] == 1.0
-    assert answers["right_paper_cited"] == 1.0
-    assert answers["answer_contains"] == 0.5
-    assert answers["refusal_rate_unanswerable"] == 1.0
-    assert answers["false_refusal_rate"] == 0.0
-    assert answers["backend"] == "extractive" and answers["latency_p50_s"] > 0
+    backend, _ = fake_backend(
+        # One real and one fabricated citation: verification drops half of what the model proposed.
+        "Simulated feedback is 45x cheaper than crowdworkers [arXiv:2305.14387] [arXiv:9912.99999].",
+        # The right paper cited second, after a wrong one that was retrieved.
+        "AdaScale is a feedback simulator [arXiv:2305.14387]. It adapts learning rates [arXiv:2007.05105].",
+    )
+    fake = Assistant(seed_assistant.settings, embed_model=embed, store=seed_assistant.store, backend=backend)
+    report = evaluate(seed_assistant, load_cases(path, print), answers=[fake, seed_assistant])
+    model, extractive = report.answers["fake"], report.answers["extractive"]
+    assert set(model) >= ANSWER_KEYS and set(extractive) >= ANSWER_KEYS
+    assert model["right_paper_cited"] == 1.0 and model["first_citation_right"] == 0.5
+    assert model["dropped_citation_share"] == round(1 / 4, 4)  # 4 proposed, 1 dropped
+    assert model["facts_present"] == 0.5 and model["unanswerable_refused"] == 1.0
+    assert model["false_refusals"] == 0.0
+    assert model["unsupported_sentences"] > 0  # "AdaScale is a feedback simulator" is not what it cites
+    assert extractive["dropped_citation_share"] == 0.0 and extractive["first_citation_right"] == 1.0
+    assert extractive["total_s_median"] >= extractive["first_token_s_median"] > 0
+    assert "| proposed citations dropped by verification | 0.250 | 0.000 |" in markdown(report)
 
 
 def test_unknown_expected_ids_warn_once(seed_assistant: Assistant, tmp_path: Path) -> None:
