@@ -5,7 +5,15 @@ PIP := $(PY) -m pip
 export ANONYMIZED_TELEMETRY := False
 export GRADIO_ANALYTICS_ENABLED := False
 # llama-cpp-python compiles at install (no wheel on the registry); its LLaVA part is not needed.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# On a CPU with AMX, -march=native (GGML_NATIVE) builds llama.cpp's AMX kernels, which crash (SIGSEGV
+# in ggml_backend_amx_mul_mat, llama-cpp-python 0.3.36): there, build for the CPU's vector features
+# one by one, AMX left out.
+CPU_FLAGS := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
+GGML_PAIRS := sse4_2:SSE42 f16c:F16C fma:FMA bmi2:BMI2 avx:AVX avx2:AVX2 avx_vnni:AVX_VNNI \
+	avx512bw:AVX512 avx512vbmi:AVX512_VBMI avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16
+GGML_FEATURES := $(foreach pair,$(GGML_PAIRS),$(if $(filter $(word 1,$(subst :, ,$(pair))),$(CPU_FLAGS)),\
+	-DGGML_$(word 2,$(subst :, ,$(pair)))=ON))
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF $(if $(filter amx_int8,$(CPU_FLAGS)),-DGGML_NATIVE=OFF $(GGML_FEATURES))
 
 .PHONY: run install dev chromium test fuzz lint format bench-retrieval bench-ingest bench-llm bench-load clean-store
 
