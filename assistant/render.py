@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from assistant.chunking import date_text
 from assistant.schema import Answer, Passage
 
 ABS_URL = "https://arxiv.org/abs/{}"
@@ -80,8 +81,7 @@ def _e(text: object) -> str:
 
 
 def _date(metadata: dict[str, Any]) -> str:
-    number = int(metadata.get("date") or 0)  # YYYYMMDD, 0 = unknown
-    return f"{number // 10000:04d}-{number // 100 % 100:02d}-{number % 100:02d}" if number else ""
+    return date_text(metadata.get("date")) or ""
 
 
 def _categories(metadata: dict[str, Any]) -> str:
