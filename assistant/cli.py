@@ -174,6 +174,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--concurrency", type=int, metavar="N", help="questions answered at once; more wait (default 8)"
     )
+    serve.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also serve the MCP tools search_papers, ask, get_paper at /gradio_api/mcp/ (needs .[mcp])",
+    )
     return parser
 
 
@@ -340,7 +345,9 @@ def _similar(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from assistant.ui import serve
 
-    serve(_settings(args), host=args.host, port=args.port, auth=args.auth, insecure=args.insecure)
+    serve(
+        _settings(args), host=args.host, port=args.port, auth=args.auth, insecure=args.insecure, mcp=args.mcp
+    )
     return 0
 
 

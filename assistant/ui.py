@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
+from assistant.bibliography import answer_json
 from assistant.config import Settings
 from assistant.errors import AssistantError, ConfigError
 from assistant.llms.llamacpp import LlamaCppChat
+from assistant.mcp_login import MCP_PATH, McpLogin
+from assistant.mcp_tools import TOOLS, PaperTools
 from assistant.pipeline import Assistant
 from assistant.render import (
     CSS,
@@ -163,7 +168,7 @@ class WebChat:
         except AssistantError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         assert isinstance(result, Answer)
-        return result.to_dict()
+        return answer_json(result)
 
 
 def _controls(bot: Assistant) -> list[str | gr.components.Component]:
@@ -189,8 +194,11 @@ def _controls(bot: Assistant) -> list[str | gr.components.Component]:
     ]
 
 
-def build(bot: Assistant) -> gr.Blocks:
-    """Build the chat page over `bot`: chat and controls on the left, the sources panel on the right."""
+def build(bot: Assistant, *, mcp: bool = False) -> gr.Blocks:
+    """Build the chat page over `bot`: chat and controls on the left, the sources panel on the right.
+
+    With `mcp`, the MCP tools (`mcp_tools.TOOLS`) are API endpoints too, for Gradio's MCP server.
+    """
     # Gradio reports usage and checks for updates unless told not to (it reads this when it would).
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     concurrency = bot.settings.serve.concurrency
@@ -252,9 +260,46 @@ def build(bot: Assistant) -> gr.Blocks:
         chatbot.clear(lambda: EMPTY_PANEL, None, sources, queue=False, api_visibility="private")
         chat.textbox.submit(lambda: SEARCHING, None, sources, queue=False, api_visibility="private")
         gr.api(web.api_chat, api_name="chat", concurrency_limit=concurrency, concurrency_id=ANSWERING)
+        if mcp:
+            tools = PaperTools(bot, web._generating)
+            for name in TOOLS:
+                # Unqueued: Gradio's MCP server calls a queued tool back through gradio_client, which
+                # cannot log in when --auth is set; an unqueued one it calls directly.
+                gr.api(_tool(getattr(tools, name)), api_name=name, queue=False)
     _one_pool(app)
     app.queue(max_size=QUEUE_SIZE)
     return app
+
+
+class ToolError(gr.Error):
+    """A `gr.Error` that reads as its message: MCP clients get `str()` of it, which Gradio quotes."""
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
+def _tool(fn: Callable[..., str]) -> Callable[..., str]:
+    """Wrap an MCP tool so that a user's mistake is a one-line tool error (name, hints, docstring kept)."""
+
+    @functools.wraps(fn)
+    def tool(*args: Any, **kwargs: Any) -> str:
+        try:
+            return fn(*args, **kwargs)
+        except AssistantError as exc:
+            raise ToolError(str(exc), print_exception=False) from None
+
+    return tool
+
+
+def _only_our_tools(app: gr.Blocks) -> None:
+    """List and serve only `mcp_tools.TOOLS` over MCP.
+
+    Gradio makes a tool of every public API endpoint; `/chat` is one (for gradio_client), but an
+    MCP client would get its dict as a Python repr: `ask` is its MCP form.
+    """
+    server = app.mcp_server_obj
+    if server is not None:
+        server.tool_to_endpoint = {n: e for n, e in server.tool_to_endpoint.items() if n in TOOLS}
 
 
 def _one_pool(app: gr.Blocks) -> None:
@@ -269,12 +314,21 @@ def _one_pool(app: gr.Blocks) -> None:
 
 
 def serve(
-    settings: Settings, *, host: str, port: int, auth: str | None = None, insecure: bool = False
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    auth: str | None = None,
+    insecure: bool = False,
+    mcp: bool = False,
 ) -> None:
-    """Serve the chat on `host:port` until interrupted; never through a public share link."""
+    """Serve the chat (and with `mcp` the MCP tools) on `host:port` until interrupted; never a share link."""
     credentials = check_exposure(host, auth, insecure)  # before anything slow is loaded
-    app = build(Assistant(settings))
-    print(f"assistant: serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
+    if mcp:
+        check_mcp_installed()
+    app = build(Assistant(settings), mcp=mcp)
+    # Gradio's login does not cover its MCP endpoints: with a password, they ask for it too.
+    middleware = [Middleware(McpLogin, credentials=credentials)] if mcp and credentials else []
     app.launch(
         server_name=host,
         server_port=port,
@@ -283,9 +337,26 @@ def serve(
         inbrowser=False,
         quiet=True,
         ssr_mode=False,
-        mcp_server=False,
+        mcp_server=mcp,
         enable_monitoring=False,
         footer_links=["api"],
         theme=THEME,
         css=CSS,
+        app_kwargs={"middleware": middleware},
+        prevent_thread_lock=True,
     )
+    _only_our_tools(app)
+    print(f"assistant: serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
+    if mcp:
+        print(f"assistant: MCP server (streamable HTTP) at http://{host}:{port}{MCP_PATH}/", file=sys.stderr)
+    app.block_thread()
+
+
+def check_mcp_installed() -> None:
+    """Say how to install the MCP extra when it is missing (Gradio would only say it late, half-started)."""
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--mcp needs the MCP extra: pip install 'arxiv-assistant[mcp]' (or -e '.[mcp]' in a checkout)"
+        ) from None
