@@ -9,30 +9,37 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import gradio as gr
 from starlette.middleware import Middleware
 
-from assistant.bibliography import answer_json
+from assistant.bibliography import answer_json, references
 from assistant.config import Settings
 from assistant.errors import AssistantError, ConfigError
 from assistant.llms.llamacpp import LlamaCppChat
 from assistant.mcp_login import MCP_PATH, McpLogin
 from assistant.mcp_tools import TOOLS, PaperTools
+from assistant.papers import check_id
 from assistant.pipeline import Assistant
 from assistant.render import (
+    COPY_BIBTEX_JS,
     CSS,
     EMPTY_PANEL,
+    SAVE_CHAT_JS,
     SEARCHING,
+    SIMILAR_JS,
     VERIFYING,
     escape_markdown,
     history_messages,
+    references_html,
     reply_markdown,
+    similar_html,
     sources_html,
 )
 from assistant.retrieval import RETRIEVERS
-from assistant.schema import Answer
+from assistant.schema import Answer, Paper
+from assistant.transcript import chat_markdown
 
 # Questions the bundled abstracts answer, each with the paper it is about.
 EXAMPLES = {
@@ -138,12 +145,36 @@ class WebChat:
                 retriever=retriever,
             ):
                 if isinstance(item, Answer):
-                    yield reply_markdown(item.text), sources_html(item)
+                    yield reply_markdown(item.text), sources_html(item) + references_html(references(item))
                 else:
                     text += item
                     yield reply_markdown(text, link=False), VERIFYING
         except AssistantError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
+
+    def similar(
+        self, top_k: float, categories: str, since: str, until: str, author: str, event: gr.EventData
+    ) -> str:
+        """Render the papers most like the one whose "Similar papers" button was clicked."""
+        try:
+            arxiv_id = event.arxiv_id
+            found = self.bot.similar(arxiv_id, int(top_k), filters=_filters(categories, since, until, author))
+        except AssistantError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except AttributeError:  # a click on the panel, not on a button
+            return gr.skip()  # type: ignore[no-any-return]
+        return similar_html(check_id(arxiv_id), found)
+
+    def transcript(self, history: list[dict[str, Any]]) -> str:
+        """Return the conversation as Markdown with its cited papers as references, for download."""
+
+        def stored(arxiv_id: str) -> Paper | None:
+            try:
+                return self.bot.paper(arxiv_id)
+            except AssistantError:  # deleted from the store since it was cited
+                return None
+
+        return chat_markdown(history_messages(history), stored)
 
     def api_chat(
         self,
@@ -208,7 +239,8 @@ def build(bot: Assistant, *, mcp: bool = False) -> gr.Blocks:
     stored = bot.store.fingerprints(list(EXAMPLES.values()))
     examples = [[q] for q, arxiv_id in EXAMPLES.items() if arxiv_id in stored]
     store, backend = escape_markdown(str(bot.store.path)), escape_markdown(bot.backend)
-    sources = gr.HTML(EMPTY_PANEL, label="Sources", elem_id="sources", render=False)
+    sources = gr.HTML(EMPTY_PANEL, label="Sources", elem_id="sources", render=False, js_on_load=SIMILAR_JS)
+    controls = _controls(bot)
     with gr.Blocks(title="arXiv assistant", analytics_enabled=False, fill_height=True) as app:
         gr.Markdown(
             f"### arXiv assistant\nAnswers from {papers:,} abstracts in {store}, written by **{backend}**;"
@@ -235,7 +267,7 @@ def build(bot: Assistant, *, mcp: bool = False) -> gr.Blocks:
                         stop_btn=True,
                         render=False,
                     ),
-                    additional_inputs=_controls(bot),
+                    additional_inputs=controls,
                     additional_inputs_accordion=gr.Accordion("Search settings", open=False, render=False),
                     additional_outputs=[sources],
                     examples=examples or None,
@@ -249,11 +281,34 @@ def build(bot: Assistant, *, mcp: bool = False) -> gr.Blocks:
                 clear = gr.Button("Clear chat", variant="secondary", size="sm", elem_id="clear")
             with gr.Column(scale=2):
                 gr.Markdown("#### Sources")
+                with gr.Row():
+                    bibtex = gr.Button("BibTeX", size="sm", elem_id="bibtex")
+                    download = gr.Button("Download chat", size="sm", elem_id="download")
+                notice = gr.Markdown(elem_id="notice")
                 sources.render()
+                similar = gr.HTML("", elem_id="similar", js_on_load=SIMILAR_JS)
+        transcript = gr.Textbox(visible=False)
+        private: dict[str, Any] = {"api_visibility": "private"}
+        # The BibTeX is already in the page: copied at the click itself, as browsers want.
+        bibtex.click(None, None, notice, js=COPY_BIBTEX_JS, **private)
+        download.click(web.transcript, chatbot, transcript, queue=False, **private).then(
+            None, transcript, None, js=SAVE_CHAT_JS, **private
+        )
+        # Papers to retrieve and the filters (not the retriever: similar papers are found by vector).
+        searching = cast(list[gr.components.Component], [controls[0], *controls[2:]])
+        for panel in (sources, similar):
+            panel.click(
+                web.similar,
+                searching,
+                similar,
+                scroll_to_output=True,
+                concurrency_limit=concurrency,
+                **private,
+            )
         clear.click(
-            lambda: ([], [], EMPTY_PANEL),
+            lambda: ([], [], EMPTY_PANEL, "", ""),
             None,
-            [chatbot, chat.chatbot_state, sources],
+            [chatbot, chat.chatbot_state, sources, similar, notice],
             queue=False,
             api_visibility="private",
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import os
 import sys
@@ -81,7 +82,9 @@ def session(url: str, calls: list[tuple[str, dict[str, Any]]], headers: dict[str
             tools = (await client.list_tools()).tools
             return tools, [await client.call_tool(name, arguments) for name, arguments in calls]
 
-    return asyncio.run(go())
+    # In a thread of its own: Playwright's sync API (tests/test_ui.py) keeps a loop running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
 
 
 def test_tools_are_listed_typed_and_described(server: str) -> None:
