@@ -186,3 +186,15 @@ def test_the_login_guards_the_mcp_endpoints(server: str) -> None:
         )
     signed_in = Client(server.removesuffix("gradio_api/mcp/"), auth=LOGIN, verbose=False)
     assert json.loads(signed_in.predict("2005.04118", api_name="/get_paper"))["arxiv_id"] == "2005.04118"
+
+
+def test_serve_mcp_without_the_extra_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from assistant.cli import main
+
+    monkeypatch.setitem(sys.modules, "mcp", None)  # as if the extra were not installed
+    assert main(["serve", "--mcp", "--store", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--mcp needs the MCP extra: pip install 'arxiv-assistant[mcp]'" in err
+    assert not (tmp_path / "none").exists(), "refused before anything was opened"
