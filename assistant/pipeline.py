@@ -126,11 +126,12 @@ class Assistant:
         self, arxiv_id: str, top_k: int | None = None, *, filters: Filters | dict[str, Any] | None = None
     ) -> list[Passage]:
         """Return the stored papers nearest to a stored one by its own stored vectors, leaving it out."""
+        top_k = top_k or self.settings.retrieval.top_k
+        if top_k < 1:
+            raise InputError(f"top_k={top_k}: ask for 1 or more similar papers")
         self.ensure_indexed()
         arxiv_id, vector = paper_vector(self.store, arxiv_id)
-        return self._retriever().nearest(
-            vector, top_k or self.settings.retrieval.top_k, filters=Filters.make(filters), exclude=arxiv_id
-        )
+        return self._retriever().nearest(vector, top_k, filters=Filters.make(filters), exclude=arxiv_id)
 
     def chat(
         self,

@@ -156,13 +156,11 @@ class WebChat:
         self, top_k: float, categories: str, since: str, until: str, author: str, event: gr.EventData
     ) -> str:
         """Render the papers most like the one whose "Similar papers" button was clicked."""
+        arxiv_id = str(getattr(event, "arxiv_id", ""))  # sent by the button's script
         try:
-            arxiv_id = event.arxiv_id
             found = self.bot.similar(arxiv_id, int(top_k), filters=_filters(categories, since, until, author))
         except AssistantError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        except AttributeError:  # a click on the panel, not on a button
-            return gr.skip()  # type: ignore[no-any-return]
         return similar_html(check_id(arxiv_id), found)
 
     def transcript(self, history: list[dict[str, Any]]) -> str:

@@ -98,6 +98,8 @@ def test_bad_ids_are_one_clear_error_and_change_nothing(bot: Assistant) -> None:
             bot.similar(raw)
         with pytest.raises(InputError, match=says):
             bot.paper(raw)
+    with pytest.raises(InputError, match="top_k=-2: ask for 1 or more"):
+        bot.similar("0704.0001", -2)
     assert bot.store.count() == chunks
 
 
