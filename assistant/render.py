@@ -7,6 +7,7 @@ import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from assistant.chunking import date_text
 from assistant.extractive import sentences
 from assistant.schema import Answer, Passage
 
@@ -92,8 +93,7 @@ def _e(text: object) -> str:
 
 
 def _date(metadata: dict[str, Any]) -> str:
-    number = int(metadata.get("date") or 0)  # YYYYMMDD, 0 = unknown
-    return f"{number // 10000:04d}-{number // 100 % 100:02d}-{number % 100:02d}" if number else ""
+    return date_text(metadata.get("date")) or ""
 
 
 def _categories(metadata: dict[str, Any]) -> str:
@@ -114,8 +114,10 @@ def passage_html(passage: Passage, cited: bool, evidence: Collection[str] = ()) 
         f'<div class="aa-source{" aa-is-cited" if cited else ""}" data-arxiv-id="{_e(passage.arxiv_id)}">'
         f'<div class="aa-head"><a href="{_e(url)}" target="_blank" rel="noopener noreferrer">'
         f"arXiv:{_e(passage.arxiv_id)}</a> {mark}"
-        f'<span class="aa-facts">{" · ".join(_e(f) for f in facts if f)}</span></div>'
-        f'{title}<div class="aa-passage">{_highlighted(passage.text, evidence)}</div></div>'
+        f'<span class="aa-facts">{" · ".join(_e(f) for f in facts if f)}</span>'
+        f'<button type="button" class="aa-similar" data-arxiv-id="{_e(passage.arxiv_id)}">'
+        "Similar papers</button>"
+        f'</div>{title}<div class="aa-passage">{_highlighted(passage.text, evidence)}</div></div>'
     )
 
 
@@ -173,6 +175,22 @@ def sources_html(result: Answer) -> str:
     return "\n".join(parts)
 
 
+def references_html(entries: list[str]) -> str:
+    """Hold the cited papers' BibTeX in the sources panel, hidden, for the "BibTeX" button to copy."""
+    if not entries:
+        return ""
+    text = "\n\n".join(entries)
+    return f'<pre class="aa-bibtex" hidden>{_e(text)}</pre>'
+
+
+def similar_html(arxiv_id: str, passages: list[Passage]) -> str:
+    """Render the papers nearest to `arxiv_id`, each with its own "Similar papers" button."""
+    head = f'<p class="aa-backend">Papers like <b>arXiv:{_e(arxiv_id)}</b> (score: cosine to it)</p>'
+    if not passages:
+        return head + '<p class="aa-empty">No other stored paper passes the search settings.</p>'
+    return head + "\n".join(passage_html(p, cited=False) for p in passages)
+
+
 CSS = """
 .aa-source { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 10px;
   margin-bottom: 8px; }
@@ -186,4 +204,48 @@ CSS = """
 .aa-notice { color: var(--error-text-color, #b45309); margin: 4px 0; }
 .aa-evidence { background: var(--color-accent-soft, #fde68a); color: inherit; border-radius: 2px; }
 .aa-backend, .aa-empty { color: var(--body-text-color-subdued); margin: 4px 0; }
+.aa-similar { margin-left: 6px; font-size: 0.8em; font-weight: 400; cursor: pointer; padding: 0 6px;
+  border: 1px solid var(--border-color-primary); border-radius: 4px;
+  background: var(--button-secondary-background-fill); }
+"""
+
+# The sources and similar-papers panels' `js_on_load`: a "Similar papers" button sends its paper's id.
+SIMILAR_JS = """
+element.addEventListener('click', (event) => {
+  const button = event.target.closest('.aa-similar');
+  if (button) trigger('click', {arxiv_id: button.dataset.arxivId});
+});
+"""
+# The "BibTeX" button: copy the latest answer's references (held in the sources panel); the result
+# is the notice shown. Without the clipboard API (plain http to another host) the old way is used.
+COPY_BIBTEX_JS = """
+async () => {
+  const block = document.querySelector('#sources .aa-bibtex');
+  if (!block) return 'The latest answer cites no paper: nothing to copy.';
+  const text = block.textContent;
+  const count = (text.match(/^@/gm) || []).length;
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (error) {
+    const area = Object.assign(document.createElement('textarea'), {value: text});
+    document.body.appendChild(area);
+    area.select();
+    const copied = document.execCommand('copy');
+    area.remove();
+    if (!copied) return 'The browser refused to copy; allow clipboard access for this page.';
+  }
+  return `Copied the BibTeX of ${count} cited paper${count === 1 ? '' : 's'}.`;
+}
+"""
+# "Download chat": the Markdown the server wrote, saved as a file by the browser.
+SAVE_CHAT_JS = """
+(text) => {
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(new Blob([text], {type: 'text/markdown'}));
+  link.download = 'arxiv-chat.md';
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
 """

@@ -195,18 +195,11 @@ class Retrieval:
         """Return up to `top_k` papers' best passages for `query`, best first."""
         if kind not in RETRIEVERS:
             raise InputError(f"unknown retriever {kind!r}; use one of: {', '.join(RETRIEVERS)}")
-        filters = filters or Filters()
         n = top_k * OVERFETCH
-        mask = None
-        author_ids = None
-        if filters and (kind != "dense" or filters.author):
-            corpus = self.keyword_index().corpus
-            mask = np.fromiter((filters.matches(e) for e in corpus), dtype=np.int8, count=len(corpus))
-            if not mask.any():
-                return []
-            if filters.author:
-                author_ids = sorted({corpus[i]["arxiv_id"] for i in np.flatnonzero(mask)})
-        where = filters.where(author_ids)
+        selection = self._select(filters or Filters(), kind)
+        if selection is None:
+            return []
+        where, mask = selection
         bundle = QueryBundle(query, embedding=self.embed_model.get_query_embedding(query))
         retrievers: list[BaseRetriever] = []
         if kind in ("dense", "hybrid"):
@@ -227,6 +220,39 @@ class Retrieval:
             )
             hits = fused.retrieve(bundle)
         return self._passages(hits, bundle.embedding, top_k)
+
+    def nearest(
+        self,
+        vector: Sequence[float] | np.ndarray,
+        top_k: int,
+        *,
+        filters: Filters | None = None,
+        exclude: str = "",
+    ) -> list[Passage]:
+        """Return up to `top_k` papers (not `exclude`) whose passages lie closest to `vector`, best first."""
+        selection = self._select(filters or Filters(), "dense")
+        if selection is None:
+            return []
+        where, _ = selection
+        others = {"arxiv_id": {"$ne": exclude}}
+        where = {"$and": [where, others]} if where else others
+        # Python floats: Chroma refuses numpy ones.
+        query = QueryBundle("", embedding=np.asarray(vector, dtype=float).tolist())
+        hits = self._dense(top_k * OVERFETCH, where).retrieve(query)
+        return self._passages(hits, vector, top_k)
+
+    def _select(self, filters: Filters, kind: str) -> tuple[dict[str, Any] | None, np.ndarray | None] | None:
+        """Return the Chroma `where` and the keyword-index mask of `filters`; None when no paper passes."""
+        mask = None
+        author_ids = None
+        if filters and (kind != "dense" or filters.author):
+            corpus = self.keyword_index().corpus
+            mask = np.fromiter((filters.matches(e) for e in corpus), dtype=np.int8, count=len(corpus))
+            if not mask.any():
+                return None
+            if filters.author:
+                author_ids = sorted({corpus[i]["arxiv_id"] for i in np.flatnonzero(mask)})
+        return filters.where(author_ids), mask
 
     def _passages(self, hits: Sequence[NodeWithScore], query_vector: Any, top_k: int) -> list[Passage]:
         best: dict[str, NodeWithScore] = {}

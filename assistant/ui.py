@@ -3,32 +3,44 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
 
 import gradio as gr
+from starlette.middleware import Middleware
 
+from assistant.bibliography import answer_json, references
 from assistant.config import Settings
 from assistant.errors import AssistantError, ConfigError
 from assistant.llms.llamacpp import LlamaCppChat
+from assistant.mcp_login import MCP_PATH, McpLogin
+from assistant.mcp_tools import TOOLS, PaperTools
+from assistant.papers import check_id
 from assistant.pipeline import Assistant
 from assistant.render import (
+    COPY_BIBTEX_JS,
     CSS,
     EMPTY_PANEL,
+    SAVE_CHAT_JS,
     SEARCHING,
+    SIMILAR_JS,
     VERIFYING,
     answer_markdown,
     escape_markdown,
     history_messages,
+    references_html,
     reply_markdown,
+    similar_html,
     sources_html,
 )
 from assistant.retrieval import RETRIEVERS
-from assistant.schema import Answer
+from assistant.schema import Answer, Paper
+from assistant.transcript import chat_markdown
 
 # Questions the bundled abstracts answer, each with the paper it is about.
 EXAMPLES = {
@@ -134,12 +146,34 @@ class WebChat:
                 retriever=retriever,
             ):
                 if isinstance(item, Answer):
-                    yield answer_markdown(item), sources_html(item)
+                    yield answer_markdown(item), sources_html(item) + references_html(references(item))
                 else:  # a sentence whose citations are already verified: safe to link
                     text += item
                     yield reply_markdown(text), VERIFYING
         except AssistantError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
+
+    def similar(
+        self, top_k: float, categories: str, since: str, until: str, author: str, event: gr.EventData
+    ) -> str:
+        """Render the papers most like the one whose "Similar papers" button was clicked."""
+        arxiv_id = str(getattr(event, "arxiv_id", ""))  # sent by the button's script
+        try:
+            found = self.bot.similar(arxiv_id, int(top_k), filters=_filters(categories, since, until, author))
+        except AssistantError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        return similar_html(check_id(arxiv_id), found)
+
+    def transcript(self, history: list[dict[str, Any]]) -> str:
+        """Return the conversation as Markdown with its cited papers as references, for download."""
+
+        def stored(arxiv_id: str) -> Paper | None:
+            try:
+                return self.bot.paper(arxiv_id)
+            except AssistantError:  # deleted from the store since it was cited
+                return None
+
+        return chat_markdown(history_messages(history), stored)
 
     def api_chat(
         self,
@@ -164,7 +198,7 @@ class WebChat:
         except AssistantError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         assert isinstance(result, Answer)
-        return result.to_dict()
+        return answer_json(result)
 
 
 def _controls(bot: Assistant) -> list[str | gr.components.Component]:
@@ -190,8 +224,11 @@ def _controls(bot: Assistant) -> list[str | gr.components.Component]:
     ]
 
 
-def build(bot: Assistant) -> gr.Blocks:
-    """Build the chat page over `bot`: chat and controls on the left, the sources panel on the right."""
+def build(bot: Assistant, *, mcp: bool = False) -> gr.Blocks:
+    """Build the chat page over `bot`: chat and controls on the left, the sources panel on the right.
+
+    With `mcp`, the MCP tools (`mcp_tools.TOOLS`) are API endpoints too, for Gradio's MCP server.
+    """
     # Gradio reports usage and checks for updates unless told not to (it reads this when it would).
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     concurrency = bot.settings.serve.concurrency
@@ -201,7 +238,8 @@ def build(bot: Assistant) -> gr.Blocks:
     stored = bot.store.fingerprints(list(EXAMPLES.values()))
     examples = [[q] for q, arxiv_id in EXAMPLES.items() if arxiv_id in stored]
     store, backend = escape_markdown(str(bot.store.path)), escape_markdown(bot.backend)
-    sources = gr.HTML(EMPTY_PANEL, label="Sources", elem_id="sources", render=False)
+    sources = gr.HTML(EMPTY_PANEL, label="Sources", elem_id="sources", render=False, js_on_load=SIMILAR_JS)
+    controls = _controls(bot)
     with gr.Blocks(title="arXiv assistant", analytics_enabled=False, fill_height=True) as app:
         gr.Markdown(
             f"### arXiv assistant\nAnswers from {papers:,} abstracts in {store}, written by **{backend}**;"
@@ -228,7 +266,7 @@ def build(bot: Assistant) -> gr.Blocks:
                         stop_btn=True,
                         render=False,
                     ),
-                    additional_inputs=_controls(bot),
+                    additional_inputs=controls,
                     additional_inputs_accordion=gr.Accordion("Search settings", open=False, render=False),
                     additional_outputs=[sources],
                     examples=examples or None,
@@ -242,20 +280,80 @@ def build(bot: Assistant) -> gr.Blocks:
                 clear = gr.Button("Clear chat", variant="secondary", size="sm", elem_id="clear")
             with gr.Column(scale=2):
                 gr.Markdown("#### Sources")
+                with gr.Row():
+                    bibtex = gr.Button("BibTeX", size="sm", elem_id="bibtex")
+                    download = gr.Button("Download chat", size="sm", elem_id="download")
+                notice = gr.Markdown(elem_id="notice")
                 sources.render()
+                similar = gr.HTML("", elem_id="similar", js_on_load=SIMILAR_JS)
+        transcript = gr.Textbox(visible=False)
+        private: dict[str, Any] = {"api_visibility": "private"}
+        # The BibTeX is already in the page: copied at the click itself, as browsers want.
+        bibtex.click(None, None, notice, js=COPY_BIBTEX_JS, **private)
+        download.click(web.transcript, chatbot, transcript, queue=False, **private).then(
+            None, transcript, None, js=SAVE_CHAT_JS, **private
+        )
+        # Papers to retrieve and the filters (not the retriever: similar papers are found by vector).
+        searching = cast(list[gr.components.Component], [controls[0], *controls[2:]])
+        for panel in (sources, similar):
+            panel.click(
+                web.similar,
+                searching,
+                similar,
+                scroll_to_output=True,
+                concurrency_limit=concurrency,
+                **private,
+            )
         clear.click(
-            lambda: ([], [], EMPTY_PANEL),
+            lambda: ([], [], EMPTY_PANEL, "", ""),
             None,
-            [chatbot, chat.chatbot_state, sources],
+            [chatbot, chat.chatbot_state, sources, similar, notice],
             queue=False,
             api_visibility="private",
         )
         chatbot.clear(lambda: EMPTY_PANEL, None, sources, queue=False, api_visibility="private")
         chat.textbox.submit(lambda: SEARCHING, None, sources, queue=False, api_visibility="private")
         gr.api(web.api_chat, api_name="chat", concurrency_limit=concurrency, concurrency_id=ANSWERING)
+        if mcp:
+            tools = PaperTools(bot, web._generating)
+            for name in TOOLS:
+                # Unqueued: Gradio's MCP server calls a queued tool back through gradio_client, which
+                # cannot log in when --auth is set; an unqueued one it calls directly.
+                gr.api(_tool(getattr(tools, name)), api_name=name, queue=False)
     _one_pool(app)
     app.queue(max_size=QUEUE_SIZE)
     return app
+
+
+class ToolError(gr.Error):
+    """A `gr.Error` that reads as its message: MCP clients get `str()` of it, which Gradio quotes."""
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
+def _tool(fn: Callable[..., str]) -> Callable[..., str]:
+    """Wrap an MCP tool so that a user's mistake is a one-line tool error (name, hints, docstring kept)."""
+
+    @functools.wraps(fn)
+    def tool(*args: Any, **kwargs: Any) -> str:
+        try:
+            return fn(*args, **kwargs)
+        except AssistantError as exc:
+            raise ToolError(str(exc), print_exception=False) from None
+
+    return tool
+
+
+def _only_our_tools(app: gr.Blocks) -> None:
+    """List and serve only `mcp_tools.TOOLS` over MCP.
+
+    Gradio makes a tool of every public API endpoint; `/chat` is one (for gradio_client), but an
+    MCP client would get its dict as a Python repr: `ask` is its MCP form.
+    """
+    server = app.mcp_server_obj
+    if server is not None:
+        server.tool_to_endpoint = {n: e for n, e in server.tool_to_endpoint.items() if n in TOOLS}
 
 
 def _one_pool(app: gr.Blocks) -> None:
@@ -270,12 +368,21 @@ def _one_pool(app: gr.Blocks) -> None:
 
 
 def serve(
-    settings: Settings, *, host: str, port: int, auth: str | None = None, insecure: bool = False
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    auth: str | None = None,
+    insecure: bool = False,
+    mcp: bool = False,
 ) -> None:
-    """Serve the chat on `host:port` until interrupted; never through a public share link."""
+    """Serve the chat (and with `mcp` the MCP tools) on `host:port` until interrupted; never a share link."""
     credentials = check_exposure(host, auth, insecure)  # before anything slow is loaded
-    app = build(Assistant(settings))
-    print(f"assistant: serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
+    if mcp:
+        check_mcp_installed()
+    app = build(Assistant(settings), mcp=mcp)
+    # Gradio's login does not cover its MCP endpoints: with a password, they ask for it too.
+    middleware = [Middleware(McpLogin, credentials=credentials)] if mcp and credentials else []
     app.launch(
         server_name=host,
         server_port=port,
@@ -284,9 +391,26 @@ def serve(
         inbrowser=False,
         quiet=True,
         ssr_mode=False,
-        mcp_server=False,
+        mcp_server=mcp,
         enable_monitoring=False,
         footer_links=["api"],
         theme=THEME,
         css=CSS,
+        app_kwargs={"middleware": middleware},
+        prevent_thread_lock=True,
     )
+    _only_our_tools(app)
+    print(f"assistant: serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
+    if mcp:
+        print(f"assistant: MCP server (streamable HTTP) at http://{host}:{port}{MCP_PATH}/", file=sys.stderr)
+    app.block_thread()
+
+
+def check_mcp_installed() -> None:
+    """Say how to install the MCP extra when it is missing (Gradio would only say it late, half-started)."""
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--mcp needs the MCP extra: pip install 'arxiv-assistant[mcp]' (or -e '.[mcp]' in a checkout)"
+        ) from None

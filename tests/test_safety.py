@@ -354,9 +354,13 @@ class FakeApp:
     """Stands in for the Gradio app: records how it would be launched."""
 
     launched: dict[str, Any] = {}
+    mcp_server_obj = None
 
     def launch(self, **kwargs: Any) -> None:
         FakeApp.launched = kwargs
+
+    def block_thread(self) -> None:
+        """Return at once (the real one serves until Ctrl-C)."""
 
 
 @pytest.fixture
@@ -366,7 +370,7 @@ def no_server(monkeypatch: pytest.MonkeyPatch) -> type[FakeApp]:
 
     FakeApp.launched = {}
     monkeypatch.setattr(assistant.ui, "Assistant", lambda settings: None)
-    monkeypatch.setattr(assistant.ui, "build", lambda bot: FakeApp())
+    monkeypatch.setattr(assistant.ui, "build", lambda bot, **_: FakeApp())
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # must not widen what --host says
     monkeypatch.setenv("GRADIO_SHARE", "True")
     return FakeApp

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import bibtexparser
 import pytest
 
 from assistant.embeddings import MiniLMEmbedding
@@ -17,7 +19,7 @@ from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import Assistant, open_store
 from assistant.prompts import NOT_FOUND
 from assistant.render import escape_markdown, plain_text, reply_markdown, sources_html
-from assistant.schema import Answer, Passage
+from assistant.schema import Answer, Paper, Passage
 from tests.conftest import ROOT, make_settings
 from tests.fake_llm import fake_backend
 from tests.servers import free_port, running
@@ -90,6 +92,28 @@ def test_sources_panel_escapes_and_shows_every_notice() -> None:
     assert "cite no retrieved paper" in panel and "Answered by <b>fake</b>" in panel
 
 
+def test_transcript_links_citations_and_lists_references_once() -> None:
+    from assistant.transcript import chat_markdown
+
+    titled = Paper("2005.04118", "x", "Beyond Accuracy", ("Marco Tulio Ribeiro",), ("cs.CL",), "2020-05-08")
+    messages = [
+        {"role": "user", "content": "What is CheckList?"},
+        {"role": "assistant", "content": "A testing method [arXiv:2005.04118]. See [arXiv:9999.99999]."},
+        {"role": "user", "content": "And its user study?"},
+        {"role": "assistant", "content": "Bugs were found [arXiv:2005.04118]."},
+    ]
+    text = chat_markdown(messages, {"2005.04118": titled}.get)
+    assert text.startswith("# Chat with the arXiv assistant\n\n**Question:** What is CheckList?\n")
+    assert "**Answer:** A testing method [arXiv:2005.04118](https://arxiv.org/abs/2005.04118)." in text
+    references = text.split("## References\n\n")[1].splitlines()
+    assert references == [
+        "- Marco Tulio Ribeiro (2020). *Beyond Accuracy*. "
+        "[arXiv:2005.04118](https://arxiv.org/abs/2005.04118) \\[cs.CL\\].",
+        "- [arXiv:9999.99999](https://arxiv.org/abs/9999.99999).",  # no longer stored: its id only
+    ]
+    assert "## References" not in chat_markdown(messages[:1], {}.get)
+
+
 def test_refuses_other_hosts_without_a_password(capsys: pytest.CaptureFixture[str]) -> None:
     from assistant.cli import main
 
@@ -159,7 +183,17 @@ def server(ui_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """Run `assistant serve` on a free local port; yield its URL; stop it afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    argv = [sys.executable, "-m", "assistant", "serve", "--store", ui_store.name, "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "assistant",
+        "serve",
+        "--store",
+        ui_store.name,
+        "--port",
+        str(port),
+        "--mcp",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "GRADIO_"))}
     env["ASSISTANT_LLM"] = "extractive"
     log = tmp_path_factory.mktemp("serve") / "serve.log"
@@ -276,6 +310,50 @@ def test_browser_renders_html_in_abstracts_inert(page: Any) -> None:
         assert page.locator(selector).count() == 0, selector
 
 
+def test_browser_bibtex_download_and_similar_papers(page: Any, server: str) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.rstrip("/"))
+    page.locator("#bibtex").click()
+    page.get_by_text("cites no paper: nothing to copy").wait_for()
+
+    question = "How can NLP models be tested beyond held-out accuracy?"
+    _ask(page, question)
+    cited = page.locator("#sources .aa-is-cited").evaluate_all("els => els.map(e => e.dataset.arxivId)")
+    assert "2005.04118" in cited
+    page.locator("#bibtex").click()
+    page.get_by_text(f"Copied the BibTeX of {len(cited)} cited paper").wait_for()
+    copied = bibtexparser.parse_string(page.evaluate("navigator.clipboard.readText()"))
+    assert not copied.failed_blocks
+    assert [e.fields_dict["eprint"].value for e in copied.entries] == cited
+
+    with page.expect_download() as saving:
+        page.locator("#download").click()
+    assert saving.value.suggested_filename == "arxiv-chat.md"
+    chat = Path(saving.value.path()).read_text()
+    assert chat.startswith(f"# Chat with the arXiv assistant\n\n**Question:** {question}\n")
+    assert f"[arXiv:{cited[0]}](https://arxiv.org/abs/{cited[0]})" in chat.split("## References")[0]
+    listed = chat.split("## References\n\n")[1].splitlines()
+    assert [re.match(r"- \(\d{4}\)\. \[arXiv:([^\]]+)\]\(https://", line)[1] for line in listed] == cited  # type: ignore[index]
+
+    page.locator('#sources .aa-source[data-arxiv-id="2005.04118"] .aa-similar').click()
+    page.get_by_text("Papers like arXiv:2005.04118").wait_for()
+    similar = page.locator("#similar .aa-source").evaluate_all("els => els.map(e => e.dataset.arxivId)")
+    assert len(similar) == 5 and "2005.04118" not in similar, "the settings' 5 papers, itself left out"
+    # The search settings narrow it: only the abstract full of markup is in cs.CR; it stays inert.
+    page.get_by_text("Search settings").click()
+    page.locator("#categories textarea").fill("cs.CR")
+    page.locator("#similar .aa-source").first.locator(".aa-similar").click()
+    page.locator(f'#similar .aa-source[data-arxiv-id="{EVIL_ID}"]').wait_for()
+    assert page.locator("#similar .aa-source").count() == 1 and page.evaluate("window.__pwned") is None
+
+
+def test_page_serves_the_mcp_tools_without_a_login_on_this_machine(server: str) -> None:
+    from tests.test_mcp import TOOL_NAMES, session
+
+    tools, (result,) = session(server + "gradio_api/mcp/", [("get_paper", {"arxiv_id": EVIL_ID})], None)
+    assert {t.name for t in tools} == TOOL_NAMES and not result.isError
+    assert json.loads(result.content[0].text)["categories"] == ["cs.CR"]
+
+
 def test_gradio_client_chat_endpoint(server: str) -> None:
     from gradio_client import Client
 
@@ -292,6 +370,9 @@ def test_gradio_client_chat_endpoint(server: str) -> None:
     ]
     follow_up = client.predict(message="Which methods does it implement?", history=history, api_name="/chat")
     assert "2305.14387" in follow_up["citations"]
+
+    assert len(result["references"]) == len(result["citations"])
+    assert result["references"][0].startswith("@misc{arXiv:2305.14387,\n")
 
     filtered = client.predict(message=EVIL_QUESTION, categories="cs.CR", top_k=2, api_name="/chat")
     assert [p["arxiv_id"] for p in filtered["passages"]] == [EVIL_ID]

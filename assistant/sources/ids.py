@@ -7,7 +7,9 @@ import re
 # Every leading `arXiv:` or abs/pdf URL, not just the first: a model writes "[arXiv:arXiv:2305.14387]".
 _PREFIXES = re.compile(r"(?:\s*(?:https?://(?:export\.)?arxiv\.org/(?:abs|pdf)/|arxiv:))*\s*", re.IGNORECASE)
 # New-style ids (0704.0001, 2501.01234) and old-style ones (math/0601001, hep-th/9901001v3).
-_VERSIONED = re.compile(r"^(\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Za-z\-]+)?/\d{7})v\d+$", re.IGNORECASE)
+_ID = r"\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Za-z\-]+)?/\d{7}"
+_VERSIONED = re.compile(rf"^({_ID})v\d+$", re.IGNORECASE)
+_BARE = re.compile(_ID, re.IGNORECASE)
 
 
 def normalize_id(raw: str) -> str:
@@ -26,3 +28,8 @@ def normalize_id(raw: str) -> str:
     text = raw[start:end]
     match = _VERSIONED.match(text)
     return match.group(1) if match else text
+
+
+def is_arxiv_id(text: str) -> bool:
+    """Return whether `text` is a version-less arXiv id of either style, as `normalize_id` leaves one."""
+    return bool(_BARE.fullmatch(text))
