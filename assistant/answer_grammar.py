@@ -7,10 +7,14 @@ from collections.abc import Sequence
 
 from assistant.prompts import NOT_FOUND
 
-# A sentence's body: no brackets (only the closing markers may hold one), no line breaks, and a full stop
-# only inside a token ("1.5x", "e.g"): a ". " would end the sentence before its citation.
-_BODY = r'body ::= ( [^.?!\[\]\n] | "." [^ \n\[\]] )*'
+# A sentence's body: no line breaks, brackets only as markers (a paper may be named mid-sentence: "Set
+# Distribution Networks [arXiv:ID] learn ..."), and a full stop only inside a token ("1.5x", "e.g"). The
+# sentence ends at its markers, its full stop before or after them: "... SWA. [arXiv:ID]" is how the model
+# likes to write it, and forbidding that made it write "._more text" instead.
+_BODY = r'body ::= ( [^.?!\[\]\n] | "." [^ \n\[\]] | cite " " )*'
 _START = r"""start ::= [A-Za-z0-9"'(]"""
+# At most three markers: a model allowed to repeat its marker without end did (30 times, seen).
+_CITES = "cites ::= cite (cite cite?)?"
 
 
 def answer_grammar(ids: Sequence[str], *, refusal: bool, max_sentences: int = 3) -> str:
@@ -26,7 +30,8 @@ def answer_grammar(ids: Sequence[str], *, refusal: bool, max_sentences: int = 3)
         f"root ::= {'refusal | ' if refusal else ''}answer",
         f"refusal ::= {json.dumps(NOT_FOUND)}",
         f"answer ::= sentence{more}",
-        'sentence ::= start body cite+ "."',
+        'sentence ::= start body ("." cites | cites ".")',
+        _CITES,
         'cite ::= " [arXiv:" id "]"',
         f"id ::= {alternatives}",
         _START,

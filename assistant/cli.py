@@ -207,12 +207,8 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 
 def format_sources(result: Answer) -> str:
     """Render what follows an answer's text: removed citations, grounding, sources, warnings (inert)."""
-    lines = []
-    for sentence in result.unsupported:
-        if sentence.support is not None:  # uncited ones are what "not grounded" below is about
-            lines.append(
-                f"(unsupported, {sentence.support:.2f}: its sources say nothing this close: {sentence.text})"
-            )
+    lines: list[str] = []
+    lines.extend(f"(withheld, {s.reason}: {s.text})" for s in result.unsupported)
     if not result.grounded:
         lines.append("(not grounded: some statements cite no retrieved paper; check them in the sources)")
     if result.dropped_citations:

@@ -167,18 +167,18 @@ class AnswerSettings(Section):
         le=8000,
     )
     # Calibrated on bench/questions/answers-dev.jsonl (README "Refusals decided by evidence").
-    strong_evidence: float = setting(
-        0.0,
-        "a sentence this close to the question (cosine) is evidence enough that a local model's refusal "
-        "is not accepted: it is asked again, constrained to answer",
-        "ASSISTANT_STRONG_EVIDENCE",
-        ge=-1,
-        le=1.01,
+    strong_margin: float = setting(
+        0.13,
+        "evidence is strong when a sentence is this far above the relevance threshold (cosine): then a local "
+        "model's refusal is not accepted and it is asked again, constrained to answer",
+        "ASSISTANT_STRONG_MARGIN",
+        ge=0,
+        le=2,
     )
     min_support: float = setting(
-        0.0,
+        0.52,
         "an answer sentence whose best cosine to a sentence of the passages it cites is below this is "
-        "marked unsupported",
+        "withheld as unsupported",
         "ASSISTANT_MIN_SUPPORT",
         ge=-1,
         le=1,

@@ -203,7 +203,7 @@ def evaluate_answers(
             if case.answer_contains:
                 text = result.text.lower()
                 facts.append(_mean([float(s.lower() in text) for s in case.answer_contains]))
-            sentences += len(result.sentences)
+            sentences += len(result.sentences) + len(result.unsupported)
             unsupported += len(result.unsupported)
             proposed += len(result.proposed_citations)
             dropped += len(result.dropped_citations)

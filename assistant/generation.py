@@ -30,6 +30,8 @@ PAPER_RATIO = 0.8  # bench questions: off-answer papers' best sentences scored 0
 HEADER_TOKENS = 6  # a passage's "[arXiv:ID]" label, before its title
 # A local model held to the answer grammar that starts so is writing the refusal: no need to wait for it.
 REFUSAL_START = NOT_FOUND[: len("The indexed abstracts")]
+# Kept out of a reply that must answer: grammar-held, the model otherwise writes the refusal as a sentence.
+REFUSAL_WORDS = ("indexed",)
 _PARAGRAPH = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*\u2022]|\d+[.)])\s)")
 # Sources named by a bare id ("[2401.01234]") or an abstract page are claims too: verified like markers.
 _BARE_ID = re.compile(
@@ -166,10 +168,14 @@ class Draft:
     """What one generation produced, sentence by sentence, each checked before it is shown."""
 
     retrieved: set[str]
+    context_ids: list[str]  # the passages the model was shown, the only ids its grammar allows
     scores: SentenceScores
     embed_model: MiniLMEmbedding
     min_support: float
-    sentences: list[Sentence] = field(default_factory=list)
+    question: str
+    sentences: list[Sentence] = field(default_factory=list)  # shown
+    unsupported: list[Sentence] = field(default_factory=list)  # withheld
+    uncited: bool = False  # a sentence cited no retrieved paper
     proposed: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     refused: bool = False  # the reply was, or contained, the refusal
@@ -186,17 +192,25 @@ class Draft:
         return self.keep(ids_to_markers(raw))
 
     def keep(self, draft: str) -> str | None:
-        """Verify one sentence's citations and score its support; return the text to show, if any."""
+        """Verify one sentence's citations and support; return the text to show, or None to withhold it."""
         self.proposed.extend(i for i in parse_citations(draft) if i not in self.proposed)
         checked = verify(draft, self.retrieved)
         self.dropped.extend(i for i in checked.dropped if i not in self.dropped)
         if not checked.text:
             return None
-        self.sentences.append(
-            check_support(
-                checked.text, checked.citations, self.scores, self.embed_model, min_support=self.min_support
-            )
+        sentence = check_support(
+            checked.text,
+            checked.citations,
+            self.scores,
+            self.embed_model,
+            min_support=self.min_support,
+            question=self.question,
         )
+        self.uncited |= not checked.citations and len(checked.text) >= MIN_CLAIM_CHARS
+        if not sentence.supported:
+            self.unsupported.append(sentence)
+            return None
+        self.sentences.append(sentence)
         return checked.text if len(self.sentences) == 1 else f" {checked.text}"
 
     @property
@@ -218,17 +232,23 @@ class Clock:
 
 
 def _generate(
-    backend: Backend, messages: list[ChatMessage], grammar: str | None, draft: Draft, clock: Clock
+    backend: Backend, messages: list[ChatMessage], draft: Draft, clock: Clock, *, refusal: bool = True
 ) -> Iterator[str]:
-    """Stream one reply, yielding each sentence once it is complete and checked."""
+    """Stream one reply, yielding each sentence once it is complete and checked.
+
+    A local model is held to the answer grammar: cited sentences, or (with `refusal`) the refusal.
+    Without `refusal` it also may not start the refusal's words as a sentence of its own.
+    """
+    local = backend.grammar_capable
+    grammar = answer_grammar(draft.context_ids, refusal=refusal) if local else None
     pending = SentenceStream()
     reply = ""
-    stream = backend.stream(messages, grammar=grammar)
+    stream = backend.stream(messages, grammar=grammar, avoid=() if refusal else REFUSAL_WORDS)
     try:
         for piece in stream:
             clock.mark("first_token_s")
             reply += piece
-            if grammar is not None and reply.lstrip().startswith(REFUSAL_START):
+            if local and refusal and reply.lstrip().startswith(REFUSAL_START):
                 draft.refused = True  # the grammar allows nothing but the refusal from here
                 return
             for sentence in pending.feed(piece):
@@ -268,7 +288,8 @@ def stream_answer(
     `query` is the stand-alone form of a follow-up `question`; the passages were retrieved for it and
     `scores` holds their sentences scored against it. Refusals are decided by evidence: nothing
     relevant -> the refusal at once; a local model that refuses although a sentence reaches
-    `settings.strong_evidence` is asked again, constrained to answer.
+    `min_score + settings.strong_margin` is asked again, constrained to answer. A sentence its cited
+    passages do not support is withheld (`Answer.unsupported`).
     """
     query = query or question
     clock = clock or Clock(time.perf_counter())
@@ -286,9 +307,10 @@ def stream_answer(
             passages=passages,
             backend=who,
             dropped_citations=draft.dropped if draft else [],
-            grounded=not uncited_claims(text),
+            grounded=not (draft and draft.uncited) and not uncited_claims(text),
             warnings=list(warnings),
             sentences=checked,
+            unsupported=draft.unsupported if draft else [],
             proposed_citations=draft.proposed if draft else [],
             timings=dict(clock.timings),
         )
@@ -302,8 +324,8 @@ def stream_answer(
                 yield shown
         yield package(draft.text or NOT_FOUND, "extractive", draft, warnings)
 
-    def new_draft() -> Draft:
-        return Draft(retrieved, scores, embed_model, settings.min_support)
+    def new_draft(context_ids: Sequence[str] = ()) -> Draft:
+        return Draft(retrieved, list(context_ids), scores, embed_model, settings.min_support, query)
 
     if not relevant:  # no passage clears the relevance threshold: refuse without spending model time
         yield package(NOT_FOUND, backend.name)
@@ -320,26 +342,27 @@ def stream_answer(
     )
     messages = build_messages(query, context, hosted=backend.hosted)
     top = scores.top()
-    strong = top >= settings.strong_evidence
+    strong_at = min_score + settings.strong_margin
+    strong = top >= strong_at
     warnings: list[str] = []
-    draft = new_draft()
+    draft = new_draft(context.ids())
     try:
-        grammar = answer_grammar(context.ids(), refusal=True) if local else None
-        yield from _generate(backend, messages, grammar, draft, clock)
+        yield from _generate(backend, messages, draft, clock)
         if draft.refused and not draft.sentences and strong:
             action = prompts.RETRIED if local else prompts.EXTRACTED
             warnings.append(
                 prompts.REFUSAL_OVERRIDDEN.format(
-                    backend=backend.name, similarity=top, strong=settings.strong_evidence, action=action
+                    backend=backend.name, similarity=top, strong=strong_at, action=action
                 )
             )
             if not local:
                 yield from extractive(warnings)
                 return
-            draft = new_draft()
-            yield from _generate(
-                backend, messages, answer_grammar(context.ids(), refusal=False), draft, clock
-            )
+            draft = new_draft(context.ids())
+            yield from _generate(backend, messages, draft, clock, refusal=False)
+            if not draft.sentences:
+                yield from extractive([*warnings, prompts.RETRY_FAILED.format(backend=backend.name)])
+                return
     except _Failure as failure:
         # The reason may quote a remote server: no control characters reach the terminal or the log.
         reason = _CONTROL.sub("", str(failure))

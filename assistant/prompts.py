@@ -55,6 +55,7 @@ REFUSAL_OVERRIDDEN = (
     "{strong:.2f}); {action}"
 )
 RETRIED = "asked it again, constrained to answer"
+RETRY_FAILED = "{backend}'s constrained answer had no usable sentence; answered with the extractive answerer"
 EXTRACTED = "answered with the extractive answerer instead"
 CONTRADICTION = "{backend} added a refusal that contradicted its cited answer; the refusal was removed"
 STOPPED = "{backend} stopped early ({reason}); the answer shows the sentences checked before that"

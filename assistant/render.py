@@ -21,8 +21,6 @@ _MARKER = re.compile(r"\[arXiv:([A-Za-z\-.]+/\d{7}|\d{4}\.\d{4,5})\]")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~{}$:.@])")
 _LINKED = re.compile(r"\[arXiv:([^\]]+)\]\(https://arxiv\.org/abs/[^)\s]+\)")
 _BACKSLASHED = re.compile(r"\\([\\`*_\[\]()#!|~{}$:.@])")
-# After a sentence whose cited passages do not say it closely enough (`Answer.sentences`).
-UNSUPPORTED_FLAG = "⚠ *unsupported*"
 
 VERIFYING = '<p class="aa-empty">Sources and the evidence behind the answer appear when it is done…</p>'
 SEARCHING = '<p class="aa-empty">Searching the abstracts…</p>'
@@ -50,18 +48,9 @@ def reply_markdown(text: str, *, link: bool = True) -> str:
     return "".join(out)
 
 
-def answer_markdown(result: Answer) -> str:
-    """Render a finished answer: linked citations, each unsupported sentence flagged after it."""
-    if not result.sentences:
-        return reply_markdown(result.text)
-    return " ".join(
-        reply_markdown(s.text) + ("" if s.supported else f" {UNSUPPORTED_FLAG}") for s in result.sentences
-    )
-
-
 def plain_text(markdown: str) -> str:
     """Undo `reply_markdown`: the answer text as the pipeline wrote it, for follow-up questions."""
-    text = _LINKED.sub(r"[arXiv:\1]", markdown.replace(f" {UNSUPPORTED_FLAG}", ""))
+    text = _LINKED.sub(r"[arXiv:\1]", markdown)
     return html.unescape(_BACKSLASHED.sub(r"\1", text))
 
 
@@ -144,12 +133,7 @@ def notices(result: Answer) -> list[str]:
         out.append(f"Removed citations to papers that were not retrieved: {removed}.")
     if result.passages and result.citations and not result.grounded:
         out.append("Some statements cite no retrieved paper; check them against the sources.")
-    weak = [s for s in result.unsupported if s.support is not None]
-    if weak:
-        out.append(
-            f"{len(weak)} sentence(s) marked unsupported: no sentence of the abstracts they cite says it "
-            "closely enough; check them against the highlighted sources."
-        )
+    out.extend(f"Withheld, {s.reason}: “{s.text}”" for s in result.unsupported)
     out.extend(result.warnings)
     return out
 

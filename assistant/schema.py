@@ -67,6 +67,7 @@ class Sentence:
     support: float | None
     supported: bool
     evidence: list[Evidence] = field(default_factory=list)
+    reason: str | None = None  # why it is unsupported
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,10 @@ class Answer:
     dropped_citations: list[str] = field(default_factory=list)
     grounded: bool = True
     warnings: list[str] = field(default_factory=list)
-    # Each sentence of `text` with its support; empty for a refusal.
+    # Each sentence of `text` with its support and evidence; empty for a refusal.
     sentences: list[Sentence] = field(default_factory=list)
+    # Sentences the answerer wrote that were withheld: their sources do not support them (`reason`).
+    unsupported: list[Sentence] = field(default_factory=list)
     # Every id the answerer wrote, before verification removed the unretrieved ones (`dropped_citations`).
     proposed_citations: list[str] = field(default_factory=list)
     # Seconds: retrieval_s, first_token_s (the answerer's first output), total_s (question to answer).
@@ -92,11 +95,6 @@ class Answer:
     def answered(self) -> bool:
         """Whether the passages answered the question (a refusal cites nothing)."""
         return bool(self.citations)
-
-    @property
-    def unsupported(self) -> list[Sentence]:
-        """Return the sentences whose cited passages do not support them closely enough."""
-        return [s for s in self.sentences if not s.supported]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form of `assistant ask --json`."""

@@ -1,7 +1,8 @@
-"""Support per answer sentence: how close it comes to a sentence of a passage it cites (bundled MiniLM)."""
+"""Support per answer sentence: what it claims must be said by a passage it cites (bundled MiniLM)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,6 +12,12 @@ from assistant.embeddings import MiniLMEmbedding
 from assistant.extractive import SentenceScores
 from assistant.schema import Evidence, Sentence
 
+# A figure in an answer must be one its sources (or the question) state: small models invent them
+# when pushed for a detail no abstract gives ("a batch size of 128").
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# "The papers [arXiv:A] [arXiv:B]." claims nothing; "It is 45x cheaper [arXiv:A]." does.
+MIN_CLAIM_WORDS = 3
+
 
 def check_support(
     text: str,
@@ -19,16 +26,20 @@ def check_support(
     embed_model: MiniLMEmbedding,
     *,
     min_support: float,
+    question: str,
 ) -> Sentence:
-    """Score `text` against the sentences of the passages it cites; below `min_support` it is unsupported.
+    """Check `text` against the sentences of the passages it cites; say why if they do not support it.
 
-    The evidence is each cited paper's closest sentence; the support is the best of them.
+    The support is the best cosine between the sentence (markers removed) and a sentence of a cited
+    passage; the evidence is each cited paper's closest sentence. A sentence is unsupported when it
+    cites nothing, says nothing (markers and a few words), names a figure its sources do not state,
+    or its support is below `min_support`.
     """
+    claim = without_citations(text)
     rows = [i for i, item in enumerate(scores.items) if item.passage.arxiv_id in citations]
-    if not rows:  # it cites nothing (or only passages too short to hold a sentence): nothing supports it
-        return Sentence(text=text, citations=list(citations), support=None, supported=False)
-    claim = embed_model.embed([without_citations(text)])[0]
-    similarities = scores.vectors[rows] @ claim
+    if not rows:  # it cites nothing (or only passages too short to hold a sentence)
+        return Sentence(text, list(citations), None, False, reason="it cites no retrieved paper")
+    similarities = scores.vectors[rows] @ embed_model.embed([claim])[0]
     evidence: dict[str, Evidence] = {}
     for row, similarity in zip(rows, similarities, strict=True):
         item = scores.items[row]
@@ -38,10 +49,21 @@ def check_support(
                 item.passage.arxiv_id, item.sentence, round(float(similarity), 4)
             )
     support = round(float(np.max(similarities)), 4)
+    cited = {scores.items[r].passage.arxiv_id: scores.items[r].passage.text for r in rows}
+    stated = set(_NUMBER.findall(" ".join([*cited.values(), question])))
+    invented = [n for n in _NUMBER.findall(claim) if n not in stated]
+    reason = None
+    if len(claim.split()) < MIN_CLAIM_WORDS:
+        reason = "it says nothing beyond its citation"
+    elif invented:
+        reason = f"its sources do not state {invented[0]}"
+    elif support < min_support:
+        reason = f"no sentence of its sources says this closely enough ({support:.2f} < {min_support:.2f})"
     return Sentence(
         text=text,
         citations=list(citations),
         support=support,
-        supported=support >= min_support,
+        supported=reason is None,
         evidence=[evidence[i] for i in citations if i in evidence],
+        reason=reason,
     )

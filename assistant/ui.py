@@ -30,7 +30,6 @@ from assistant.render import (
     SEARCHING,
     SIMILAR_JS,
     VERIFYING,
-    answer_markdown,
     escape_markdown,
     history_messages,
     references_html,
@@ -146,7 +145,7 @@ class WebChat:
                 retriever=retriever,
             ):
                 if isinstance(item, Answer):
-                    yield answer_markdown(item), sources_html(item) + references_html(references(item))
+                    yield reply_markdown(item.text), sources_html(item) + references_html(references(item))
                 else:  # a sentence whose citations are already verified: safe to link
                     text += item
                     yield reply_markdown(text), VERIFYING

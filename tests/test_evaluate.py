@@ -100,10 +100,13 @@ def test_answer_metrics_count_what_the_model_proposed(
         '{"question": "What is the capital of Australia?", "expected_ids": []}\n'
     )
     backend, _ = fake_backend(
-        # One real and one fabricated citation: verification drops half of what the model proposed.
-        "Simulated feedback is 45x cheaper than crowdworkers [arXiv:2305.14387] [arXiv:9912.99999].",
-        # The right paper cited second, after a wrong one that was retrieved.
-        "AdaScale is a feedback simulator [arXiv:2305.14387]. It adapts learning rates [arXiv:2007.05105].",
+        # One real and one fabricated citation (verification drops half of what the model proposed),
+        # then a figure no abstract states (withheld as unsupported).
+        "Simulated feedback is 45x cheaper than crowdworkers [arXiv:2305.14387] [arXiv:9912.99999]. "
+        "AlpacaFarm was first released in 1850 [arXiv:2305.14387].",
+        # The right paper cited second, after a retrieved one that is true but not what was asked.
+        "AlpacaFarm simulates human feedback at a low cost [arXiv:2305.14387]. "
+        "AdaScale SGD adapts learning rates to large-batch training [arXiv:2007.05105].",
     )
     fake = Assistant(seed_assistant.settings, embed_model=embed, store=seed_assistant.store, backend=backend)
     report = evaluate(seed_assistant, load_cases(path, print), answers=[fake, seed_assistant])
@@ -113,7 +116,7 @@ def test_answer_metrics_count_what_the_model_proposed(
     assert model["dropped_citation_share"] == round(1 / 4, 4)  # 4 proposed, 1 dropped
     assert model["facts_present"] == 0.5 and model["unanswerable_refused"] == 1.0
     assert model["false_refusals"] == 0.0
-    assert model["unsupported_sentences"] > 0  # "AdaScale is a feedback simulator" is not what it cites
+    assert model["unsupported_sentences"] == 0.25  # 1850 of 4 sentences
     assert extractive["dropped_citation_share"] == 0.0 and extractive["first_citation_right"] == 1.0
     assert extractive["total_s_median"] >= extractive["first_token_s_median"] > 0
     assert "| proposed citations dropped by verification | 0.250 | 0.000 |" in markdown(report)

@@ -38,12 +38,16 @@ def test_every_streamed_piece_is_a_checked_sentence(ask) -> None:
     reply = f"{CLAIM} It also cites a paper that was never retrieved [arXiv:9912.99999]. Plain claim here."
     pieces, result, _ = ask(QUESTION, reply)
     # The fabricated id is never shown, not even while streaming; what streamed is the answer.
-    assert not any("9912.99999" in p for p in pieces)
-    assert "".join(pieces) == result.text
-    assert pieces[0] == CLAIM and len(pieces) == 3
+    assert pieces == [CLAIM] and result.text == CLAIM
     assert result.proposed_citations == [RIGHT, "9912.99999"]
     assert result.dropped_citations == ["9912.99999"] and result.citations == [RIGHT]
-    assert not result.grounded  # two sentences cite nothing once the fabricated id is gone
+    # The two sentences that cite nothing (once the fabricated id is gone) are withheld, and said so.
+    assert [s.text for s in result.unsupported] == [
+        "It also cites a paper that was never retrieved.",
+        "Plain claim here.",
+    ]
+    assert {s.reason for s in result.unsupported} == {"it cites no retrieved paper"}
+    assert not result.grounded
 
 
 def test_a_refusal_mixed_into_an_answer_is_removed_and_said(ask) -> None:
@@ -55,14 +59,15 @@ def test_a_refusal_mixed_into_an_answer_is_removed_and_said(ask) -> None:
 
 
 def test_refusal_despite_strong_evidence_is_not_accepted(ask) -> None:
-    _, result, _ = ask(QUESTION, NOT_FOUND, **{"answer.strong_evidence": 0.6})
+    # The question's best sentence is 0.71, the threshold 0.38: strong from a margin of 0.33 down.
+    _, result, _ = ask(QUESTION, NOT_FOUND, **{"answer.strong_margin": 0.2})
     assert result.backend == "extractive" and result.citations[0] == RIGHT
     assert "fake declined, but an abstract sentence matches the question closely" in result.warnings[0]
     assert result.warnings[0].endswith("answered with the extractive answerer instead")
 
 
 def test_refusal_below_strong_evidence_is_the_models_call(ask) -> None:
-    _, result, _ = ask(QUESTION, NOT_FOUND, **{"answer.strong_evidence": 0.99})
+    _, result, _ = ask(QUESTION, NOT_FOUND, **{"answer.strong_margin": 0.5})
     assert result.text == NOT_FOUND and not result.answered and result.warnings == []
 
 
@@ -73,15 +78,23 @@ def test_nothing_relevant_is_refused_without_any_model_time(ask) -> None:
 
 
 def test_each_sentence_is_scored_against_what_it_cites(ask) -> None:
-    wrong = f"Simulated feedback is 45x cheaper than crowdworkers [arXiv:{OTHER}]."
-    _, result, _ = ask(QUESTION, f"{CLAIM} {wrong}", **{"answer.min_support": 0.5})
-    right_sentence, wrong_sentence = result.sentences
+    wrong = f"Simulated feedback is much cheaper than crowdworkers [arXiv:{OTHER}]."
+    pieces, result, _ = ask(QUESTION, f"{CLAIM} {wrong}", **{"answer.min_support": 0.5})
+    (right_sentence,) = result.sentences
     assert right_sentence.supported and right_sentence.support > 0.6
-    assert (
-        right_sentence.evidence[0].arxiv_id == RIGHT and "45x cheaper" in right_sentence.evidence[0].sentence
-    )
+    evidence = right_sentence.evidence[0]
+    assert evidence.arxiv_id == RIGHT and "45x cheaper" in evidence.sentence
+    # The same claim citing a retrieved paper that does not say it is withheld, never streamed.
+    (wrong_sentence,) = result.unsupported
     assert not wrong_sentence.supported and wrong_sentence.support < 0.5
-    assert result.unsupported == [wrong_sentence]
+    assert "closely enough" in wrong_sentence.reason and pieces == [CLAIM]
+
+
+def test_a_figure_the_sources_do_not_state_is_withheld(ask) -> None:
+    invented = f"Simulated feedback is 99x cheaper than crowdworkers [arXiv:{RIGHT}]."
+    pieces, result, _ = ask(QUESTION, invented)
+    assert pieces == [] and result.text == NOT_FOUND and not result.answered
+    assert result.unsupported[0].reason == "its sources do not state 99"
 
 
 def test_hosted_models_get_the_synthesis_prompt_and_budget(ask) -> None:
@@ -110,6 +123,14 @@ def test_sentence_stream_waits_for_the_next_sentence() -> None:
     assert stream.feed("5x faster [arXiv:1]. It adapts") == ["AdaScale is 1.5x faster [arXiv:1]."]
     assert stream.feed(" learning rates, e.g. the") == []
     assert stream.close() == ["It adapts learning rates, e.g. the"]
+
+
+def test_markers_after_the_full_stop_stay_with_their_sentence() -> None:
+    stream = SentenceStream()
+    assert stream.feed("It beats SWA.") == []
+    assert stream.feed(" [arXiv:2102.") == []  # a marker on its way: the sentence is not done
+    assert stream.feed("10472] It is cheap. [arXiv:2102.10472]") == ["It beats SWA. [arXiv:2102.10472]"]
+    assert stream.close() == ["It is cheap. [arXiv:2102.10472]"]
 
 
 def test_the_grammar_names_only_the_given_ids() -> None:

@@ -77,7 +77,8 @@ def test_prompt_is_grounded_within_budget_and_repeats_the_citation_rule(ask_with
 
 
 def test_fabricated_citations_are_removed_and_counted(ask_with) -> None:
-    *_, result = ask_with(QUESTION, f"It is 45x cheaper [arXiv:{RIGHT}] [arXiv:9912.99999].")[0]
+    reply = f"Simulated feedback is 45x cheaper than crowdworkers [arXiv:{RIGHT}] [arXiv:9912.99999]."
+    *_, result = ask_with(QUESTION, reply)[0]
     assert result.citations == [RIGHT]
     assert result.dropped_citations == ["9912.99999"]
     assert "9912.99999" not in result.text
@@ -90,14 +91,10 @@ def test_only_fabricated_citations_make_it_ungrounded(ask_with) -> None:
     assert not result.grounded
 
 
-def test_uncited_reply_is_flagged(ask_with) -> None:
+def test_uncited_reply_is_withheld_and_flagged(ask_with) -> None:
     *_, result = ask_with(QUESTION, "Simulated feedback is 45x cheaper than crowdworkers.")[0]
-    assert not result.grounded and result.citations == []
-
-
-def test_refusal_is_grounded_and_cites_nothing(ask_with) -> None:
-    *_, result = ask_with(QUESTION, NOT_FOUND)[0]
-    assert result.text == NOT_FOUND and result.grounded and not result.answered
+    assert not result.grounded and result.citations == [] and result.text == NOT_FOUND
+    assert result.unsupported[0].reason == "it cites no retrieved paper"
 
 
 def test_off_topic_question_is_refused_without_calling_the_model(ask_with) -> None:
@@ -249,7 +246,7 @@ def test_cli_streams_a_llamacpp_answer(
     spec = f"llamacpp:{smollm2_path()}"
     assert main(["ask", "--store", str(seed_store), "--llm", spec, QUESTION]) == 0
     out = capsys.readouterr().out
-    assert "Sources (llamacpp:SmolLM2-135M-Instruct.Q4_1.gguf answer):" in out
+    assert "Sources (llamacpp:SmolLM2-135M-Instruct.Q4_1.gguf answer; retrieval " in out
     assert main(["ask", "--store", str(seed_store), "--llm", spec, "--json", QUESTION]) == 0
     data = __import__("json").loads(capsys.readouterr().out)
     assert data["backend"].startswith("llamacpp:") and isinstance(data["grounded"], bool)

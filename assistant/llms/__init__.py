@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from assistant.config import AnswerSettings
 from assistant.errors import ConfigError, LLMError
@@ -81,9 +81,12 @@ class Backend:
         """Whether the model can be held to a GBNF grammar (in-process llama.cpp models)."""
         return self.factory is not None and not self.hosted
 
-    def stream(self, messages: Sequence[ChatMessage], *, grammar: str | None = None) -> Generator[str]:
-        """Yield the reply to `messages` piece by piece, held to the GBNF `grammar` when given."""
-        kwargs = {"grammar": grammar} if grammar is not None else {}
+    def stream(
+        self, messages: Sequence[ChatMessage], *, grammar: str | None = None, avoid: Sequence[str] = ()
+    ) -> Generator[str]:
+        """Yield the reply to `messages` piece by piece; a local model is held to the GBNF `grammar`
+        and kept from starting any of the words in `avoid`."""
+        kwargs: dict[str, Any] = {"grammar": grammar, "avoid": avoid} if grammar is not None else {}
         responses = self.llm().stream_chat(messages, **kwargs)
         try:
             for response in responses:

@@ -162,6 +162,14 @@ class LlamaCppChat(CustomLLM):
             from llama_cpp import LlamaGrammar
 
             options["grammar"] = LlamaGrammar.from_string(options["grammar"], verbose=False)
+        if avoid := options.pop("avoid", ()):
+            # Words the reply must not contain: their first token, with and without a leading space.
+            banned = {
+                llama.tokenize(f"{space}{word}".encode(), add_bos=False, special=False)[0]
+                for word in avoid
+                for space in ("", " ")
+            }
+            options["logit_bias"] = {token: -100.0 for token in banned}
         return llama.create_chat_completion(payload, stream=stream, **options)
 
     @llm_chat_callback()
