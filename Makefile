@@ -15,7 +15,7 @@ GGML_FEATURES := $(foreach pair,$(GGML_PAIRS),$(if $(filter $(word 1,$(subst :, 
 	-DGGML_$(word 2,$(subst :, ,$(pair)))=ON))
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF $(if $(filter amx_int8,$(CPU_FLAGS)),-DGGML_NATIVE=OFF $(GGML_FEATURES))
 
-.PHONY: run install dev chromium test fuzz lint format bench-retrieval bench-ingest bench-llm bench-load clean-store
+.PHONY: run install dev chromium test fuzz lint format bench-retrieval bench-ingest bench-llm bench-answers bench-load clean-store
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -71,6 +71,10 @@ bench-ingest: dev
 
 bench-llm: dev
 	$(PY) bench/llm_latency.py
+
+# The bundled questions with the local model: the previous answer path against this one, same run.
+bench-answers: dev
+	$(PY) bench/answers.py --grammar-cost
 
 bench-load: dev
 	$(PY) bench/load.py

@@ -168,15 +168,17 @@ def test_streamed_reply_with_sequences_split_across_pieces_is_inert(
     spec = f"openai-compatible:stub@{model_server.url}"  # type: ignore[attr-defined]
     out = run("ask", QUESTION, "--store", str(store), "--llm", spec)
     assert_inert(out)
+    # Withheld (the OSC's "8" is a figure its source does not state), and shown inert as withheld.
     assert "]8;;http://evil.exampleclick]8;; convert light 31m into sound[2J]0;pwned" in out.stdout
     assert "(removed citations to papers that were not retrieved: c31m)" in out.stdout
-    assert f"Sources ({spec} answer):" in out.stdout and not out.stderr.strip()
+    assert f"Sources ({spec} answer;" in out.stdout and not out.stderr.strip()
 
     out = run("ask", QUESTION, "--store", str(store), "--llm", spec, "--json")
     assert_inert(out)
     data = json.loads(out.stdout)
-    assert data["answer"].startswith("Zebra transducers \x1b]8;;http://evil.example\x07click")
-    assert data["citations"] == [HOSTILE_ID] and data["dropped_citations"] == ["\x1bc\x9b31m"]
+    withheld = data["unsupported"][0]
+    assert withheld["text"].startswith("Zebra transducers \x1b]8;;http://evil.example\x07click")
+    assert withheld["citations"] == [HOSTILE_ID] and data["dropped_citations"] == ["\x1bc\x9b31m"]
 
 
 def test_a_server_error_that_would_drive_the_terminal_is_inert(
