@@ -12,7 +12,7 @@ from assistant.prompts import NOT_FOUND
 # sentence ends at its markers, its full stop before or after them: "... SWA. [arXiv:ID]" is how the model
 # likes to write it, and forbidding that made it write "._more text" instead.
 _BODY = r'body ::= ( [^.?!\[\]\n] | "." [^ \n\[\]] | cite " " )*'
-_START = r"""start ::= [A-Za-z0-9"'(]"""
+_START = r"""start ::= [A-Z0-9"'(]"""
 # At most three markers: a model allowed to repeat its marker without end did (30 times, seen).
 _CITES = "cites ::= cite (cite cite?)?"
 
