@@ -136,7 +136,8 @@ def test_reply_streams_then_links_only_verified_citations(seed_store: Path, embe
 
     backend, llm = fake_backend(
         "How does AdaScale SGD scale?",  # the follow-up made stand-alone
-        "AdaScale adapts learning rates [arXiv:2007.05105] unlike [arXiv:9999.99999].",
+        "AdaScale adapts learning rates to new batch sizes [arXiv:2007.05105], unlike fixed scaling "
+        "rules [arXiv:9999.99999]. Re-tuning learning rates is resource intensive [arXiv:2007.05105].",
     )
     web = WebChat(Assistant(make_settings(seed_store), embed_model=embed, backend=backend))
     history = [
@@ -147,9 +148,12 @@ def test_reply_streams_then_links_only_verified_citations(seed_store: Path, embe
         },
     ]
     steps = list(web.respond("How does it scale?", history, 3, "hybrid", "", "", "", ""))
-    assert len(steps) > 2, "the reply arrives in pieces"
-    assert "https://" not in steps[-2][0] and "appear when the answer is complete" in steps[-2][1]
-    reply, panel = steps[-1]
+    *streaming, (reply, panel) = steps
+    assert len(streaming) == 2, "the reply arrives sentence by sentence"
+    # Each sentence is shown once checked: its verified citation linked at once, the fabricated never.
+    first, _ = streaming[0]
+    assert "[arXiv:2007.05105](https://arxiv.org/abs/2007.05105)" in first and "intensive" not in first
+    assert all("9999" not in markdown and "appear when it is done" in html for markdown, html in streaming)
     assert "[arXiv:2007.05105](https://arxiv.org/abs/2007.05105)" in reply and "9999.99999" not in reply
     assert "Removed citations" in panel and "arXiv:9999.99999" in panel
     # The earlier turns reached the condenser as plain text: no Markdown escapes or link targets.
