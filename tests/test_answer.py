@@ -9,7 +9,7 @@ import pytest
 from assistant import Answer, Assistant, answer
 from assistant.errors import InputError
 from assistant.prompts import NOT_FOUND
-from tests.conftest import make_settings
+from tests.helpers.settings import make_settings
 
 PARAPHRASES = [
     ("How can feedback from people be simulated cheaply to study instruction following?", "2305.14387"),

@@ -15,8 +15,9 @@ from assistant.cli import main
 from assistant.config import AnswerSettings, Settings
 from assistant.errors import ConfigError, LLMError
 from assistant.llms import COMPATIBLE_KEY_ENV, resolve
-from tests.servers import FakeOpenAI, fake_openai, stub_server
-from tests.test_safety import Scripted, run
+from bench.servers import FakeOpenAI, fake_openai
+from tests.helpers.cli import run
+from tests.helpers.servers import Scripted, stub_server
 
 pytest.importorskip("llama_index.llms.openai_like", reason="pip install -e '.[hosted]'")
 

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from assistant.ingest import bundled_corpus
+from tests.helpers.cli import run
 
 ASK_KEYS = {"question", "answer", "citations", "passages", "backend"}
-
-
-def run(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    # Extractive unless a test picks a model: `auto` would load the bundled model in every call.
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
-    full_env = clean | {"ASSISTANT_LLM": "extractive"} | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "assistant", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=full_env,
-        timeout=300,
-    )
 
 
 def test_ask_json_contract(seed_store: Path) -> None:

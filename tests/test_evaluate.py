@@ -12,7 +12,7 @@ from assistant.errors import InputError
 from assistant.eval_report import markdown, write
 from assistant.evaluate import evaluate, load_cases, retrieval_scores
 from assistant.pipeline import Assistant
-from tests.test_cli import run
+from tests.helpers.cli import run
 
 QUESTIONS = Path(__file__).resolve().parent.parent / "assistant" / "data" / "seed_questions.jsonl"
 

@@ -26,29 +26,11 @@ from assistant.embeddings import MODEL_ID, MiniLMEmbedding
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import Assistant
 from assistant.store import Store, writable
-from tests.conftest import ROOT, make_settings
+from tests.helpers.cli import child_env, run
+from tests.helpers.settings import make_settings
 
 COLLECTION = "arxiv_abstracts"
 NEW_PAPERS = 20
-
-
-def run(
-    *args: str, preexec: Callable[[], None] | None = None, prefix: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess[str]:
-    """Run `assistant ARGS` as a user would (extractive answers, no developer settings)."""
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "assistant", *args],
-        capture_output=True,
-        text=True,
-        env=child_env() | {"ASSISTANT_LLM": "extractive"},
-        timeout=300,
-        preexec_fn=preexec,
-    )
-
-
-def child_env() -> dict[str, str]:
-    """The environment of a child Python that imports this checkout, without developer settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")} | {"PYTHONPATH": str(ROOT)}
 
 
 def one_error_line(out: subprocess.CompletedProcess[str], *needles: str) -> str:

@@ -22,9 +22,9 @@ from assistant.errors import FetchError, InputError
 from assistant.fetch import Client, LiveRequest, OaiHarvest, fetch, retry_after
 from assistant.ingest import Ingester, IngestReport
 from assistant.pipeline import open_store
-from tests.conftest import make_settings
-from tests.test_cli import run
-from tests.test_sources_xml import OAI_FILE, error_feed
+from tests.helpers.cli import run
+from tests.helpers.formats import OAI_FILE, error_feed
+from tests.helpers.settings import make_settings
 
 OAI_PAGE = 250  # the 1,000 recorded records, served as four pages
 BAD_TOKEN = (

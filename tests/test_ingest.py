@@ -12,7 +12,7 @@ from assistant.errors import EmbeddingMismatchError, StoreError
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import Assistant, open_store
 from assistant.store import Store
-from tests.conftest import make_settings
+from tests.helpers.settings import make_settings
 
 
 def ingester(store_path: Path, embed: MiniLMEmbedding) -> Ingester:

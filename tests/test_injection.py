@@ -19,8 +19,8 @@ from assistant.llms.llamacpp import bundled_installed
 from assistant.pipeline import open_store
 from assistant.prompts import PASSAGES_CLOSE, PASSAGES_OPEN, SYSTEM_PROMPT
 from assistant.render import sources_html
-from tests.conftest import make_settings
-from tests.fake_llm import QueuedLLM, fake_backend
+from tests.helpers.fake_llm import QueuedLLM, fake_backend
+from tests.helpers.settings import make_settings
 
 INJECTED_ID = "2401.77777"
 FAKE_ID = "9999.99999"  # never ingested: citing it is always a fabrication

@@ -17,7 +17,7 @@ from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import open_store
 from assistant.retrieval import KeywordRetriever
 from assistant.store import Store
-from tests.conftest import make_settings
+from tests.helpers.settings import make_settings
 
 TOP_K = 10
 

@@ -18,9 +18,10 @@ import pytest
 from assistant import Answer, Assistant
 from assistant.cli import main
 from assistant.embeddings import MiniLMEmbedding
-from tests.conftest import make_settings
-from tests.servers import QuietHandler, free_port, stop, stub_server
-from tests.test_llms import QUESTION, smollm2_path
+from bench.servers import QuietHandler, free_port, stop
+from tests.helpers.models import QUESTION, smollm2_path
+from tests.helpers.servers import stub_server
+from tests.helpers.settings import make_settings
 
 pytestmark = [
     pytest.mark.skipif(

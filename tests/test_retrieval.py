@@ -16,7 +16,7 @@ from assistant.ingest import Ingester
 from assistant.pipeline import Assistant, open_store
 from assistant.prompts import NOT_FOUND
 from assistant.retrieval import RETRIEVERS, Filters
-from tests.conftest import make_settings
+from tests.helpers.settings import make_settings
 
 
 @pytest.fixture(scope="module")

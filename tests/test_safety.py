@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -20,9 +18,11 @@ from assistant import Assistant
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import bundled_corpus
 from assistant.render import reply_markdown
-from tests.conftest import make_settings
-from tests.fake_llm import fake_backend
-from tests.servers import QuietHandler, free_port, stub_server
+from bench.servers import free_port
+from tests.helpers.cli import run
+from tests.helpers.fake_llm import fake_backend
+from tests.helpers.servers import Scripted, stub_server
+from tests.helpers.settings import make_settings
 
 HOSTILE_ID = "2401.66666"
 QUESTION = "What do zebra transducers convert striped light into?"
@@ -47,22 +47,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 KEY = "sk-test-SECRETabcdef0123456789XYZ"
 COMPATIBLE_KEY = "sk-compat-SECRETabcdef0123456789"
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the `assistant` command as a user would: extractive and no key unless `env` says."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "OPENAI_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "assistant", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        input=stdin,
-        env=clean | {"ASSISTANT_LLM": "extractive", "PYTHONIOENCODING": "utf-8"} | (env or {}),
-        timeout=300,
-    )
 
 
 def assert_inert(out: subprocess.CompletedProcess[str]) -> None:
@@ -90,33 +74,6 @@ def store(ingested: tuple[Path, subprocess.CompletedProcess[str]]) -> Path:
 
 
 # --- a stand-in hosted model: scripted replies, failures, and a key echoed back ------------------
-
-
-class Scripted(QuietHandler):
-    """OpenAI's chat-completions protocol: streams `server.pieces`, or fails the way `server.mode` says."""
-
-    def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        mode, pieces = self.server.mode, self.server.pieces  # type: ignore[attr-defined]
-        if mode == "401":  # the worst case: the error message quotes the key it was sent
-            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
-            error = {"error": {"message": f"Incorrect API key provided: {key}", "code": "invalid_api_key"}}
-            return self.send(401, json.dumps(error).encode(), "application/json")
-        if mode == "500":  # a plain-text error the SDK quotes as it is: it would drive the terminal
-            return self.send(500, "upstream \x1b]0;pwned\x07exploded\x1b[2J \x9b31m".encode(), "text/plain")
-        if not body.get("stream"):
-            message = {"role": "assistant", "content": "".join(pieces)}
-            reply = {"id": "x", "object": "chat.completion", "created": 0, "model": "stub",
-                     "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}  # fmt: skip
-            return self.send(200, json.dumps(reply).encode(), "application/json")
-        deltas = [{"role": "assistant", "content": piece} for piece in pieces] + [{}]
-        chunks = [
-            {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "stub",
-             "choices": [{"index": 0, "delta": delta, "finish_reason": None if delta else "stop"}]}
-            for delta in deltas
-        ]  # fmt: skip
-        stream = b"".join(f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks) + b"data: [DONE]\n\n"
-        self.send(200, stream, "text/event-stream")
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from assistant.onnx_optimize import optimized_path
 from assistant.pipeline import Assistant, open_store
 from assistant.schema import Paper
 from assistant.sources import read_papers
-from tests.conftest import ROOT, make_settings
+from tests.helpers.settings import ROOT, make_settings
 
 BIG = "arxiv-cs-75k.kaggle.jsonl.gz"
 CALIBRATION = model_inputs(bundled_texts()[:2])

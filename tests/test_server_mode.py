@@ -19,8 +19,8 @@ from assistant.embeddings import MODEL_ID, MiniLMEmbedding
 from assistant.errors import StoreError
 from assistant.ingest import Ingester
 from assistant.store import Store
-from tests.conftest import ROOT
-from tests.servers import free_port, running
+from bench.servers import free_port, running
+from tests.helpers.settings import ROOT
 
 CHROMA = Path(sys.executable).with_name("chroma")
 PAPERS = 24

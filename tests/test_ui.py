@@ -18,9 +18,9 @@ from assistant.pipeline import Assistant, open_store
 from assistant.prompts import NOT_FOUND
 from assistant.render import escape_markdown, plain_text, reply_markdown, sources_html
 from assistant.schema import Answer, Passage
-from tests.conftest import ROOT, make_settings
-from tests.fake_llm import fake_backend
-from tests.servers import free_port, running
+from bench.servers import free_port, running
+from tests.helpers.fake_llm import fake_backend
+from tests.helpers.settings import ROOT, make_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
