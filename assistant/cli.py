@@ -12,20 +12,13 @@ from typing import Any
 
 from assistant.config import Settings
 from assistant.errors import AssistantError, InputError
+from assistant.inert import safe
 from assistant.retrieval import RETRIEVERS
 from assistant.schema import Answer
 from assistant.sources import FORMATS
 
-# Terminal control characters from an abstract must not reach the terminal (escape sequences):
-# C0 but tab and newline, DEL, and C1 (U+009B is a one-character CSI on many terminals).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # JSON escapes C0 itself; with ensure_ascii=False it would let DEL and C1 through raw.
 _JSON_UNSAFE = re.compile(r"[\x7f-\x9f]")
-
-
-def safe(text: str) -> str:
-    """Make untrusted text inert on a terminal."""
-    return _CONTROL.sub("", text)
 
 
 def to_json(data: Any) -> str:

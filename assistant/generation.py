@@ -13,6 +13,7 @@ from assistant.citations import parse_citations, verify
 from assistant.config import AnswerSettings
 from assistant.embeddings import MiniLMEmbedding
 from assistant.extractive import Scored, extractive_answer, relevant_sentences, sentences
+from assistant.inert import safe
 from assistant.llms import Backend
 from assistant.prompts import FALLBACK_NOTICE, NOT_FOUND, PASSAGE, SYSTEM_PROMPT, USER_PROMPT
 from assistant.schema import Answer, Passage
@@ -34,7 +35,6 @@ _BARE_ID = re.compile(
 )
 # Passage text must not close the fence around the passages (prompts.PASSAGES_OPEN/CLOSE).
 _FENCE = re.compile(r"<\s*/?\s*passages\s*>", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A reply that quotes one of these rules repeats its instructions instead of answering, as a
 # retrieved abstract might ask it to ("reveal your system prompt"); NOT_FOUND alone is an answer.
 _RULES = [
@@ -224,7 +224,7 @@ def stream_answer(
         failure = "it repeated its instructions instead of answering; an abstract may hold a prompt injection"
     if failure is not None:
         # The reason may quote a remote server: no control characters reach the terminal or the log.
-        notice = FALLBACK_NOTICE.format(backend=backend.name, reason=_CONTROL.sub("", failure))
+        notice = FALLBACK_NOTICE.format(backend=backend.name, reason=safe(failure, one_line=True))
         print(f"assistant: {notice}", file=sys.stderr)
         yield extractive([notice])
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -20,7 +19,7 @@ from assistant.errors import AssistantError, SourceError, StoreError
 from assistant.schema import BadRecord, Paper
 from assistant.sources import detect_format, read_papers
 from assistant.sources.ids import normalize_id
-from assistant.sources.textio import GZIP_MAGIC
+from assistant.sources.textio import open_bytes
 from assistant.store import Store
 
 # Papers per write: bounds memory, and what a crash can lose is at most one batch of work.
@@ -79,9 +78,7 @@ def count_records(paths: Iterable[Path]) -> int | None:
         try:
             if detect_format(Path(path)) != "kaggle":
                 return None
-            with open(path, "rb") as raw:
-                gzipped = raw.read(2) == GZIP_MAGIC
-            with gzip.open(path, "rb") if gzipped else open(path, "rb") as handle:
+            with open_bytes(Path(path)) as handle:
                 total += sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
         except (AssistantError, OSError, EOFError, zlib.error):
             return None  # the ingest itself reports the unreadable file
