@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from assistant.condense import condense
 from assistant.config import Settings
 from assistant.embeddings import MODEL_ID, MiniLMEmbedding, default_embedding
-from assistant.errors import InputError
+from assistant.errors import InputError, StoreError
 from assistant.generation import stream_answer
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.llms import Backend, resolve
@@ -69,10 +69,15 @@ class Assistant:
         return None if self._backend.extractive else self._backend.llm()
 
     def ensure_indexed(self) -> None:
-        """Index the bundled abstracts into an empty store, saying so on stderr."""
+        """Index the bundled abstracts into an empty default store (saying so); refuse any other empty one."""
         if self._indexed:
             return  # counting costs 8 ms a question at 75k papers; a store seen filled stays so
         if self.store.count() == 0:
+            if not is_default(self.store):
+                how = "in server mode" if self.store.server else f"--store {self.store.path}"
+                raise StoreError(
+                    f"the store {self.store.where} is empty: add papers with `assistant ingest FILE` {how}"
+                )
             print(
                 f"{self.store.path} is empty: indexing the bundled abstracts (first run only)",
                 file=sys.stderr,
@@ -176,10 +181,18 @@ def _final(pieces: Iterator[str | Answer]) -> Answer:
 
 
 def open_store(settings: Settings, *, for_writing: bool) -> Store:
-    """Open the configured store; only ingest, or the default ./index_store, may create it."""
-    path = settings.store.path
-    create = for_writing or path.resolve() == DEFAULT_STORE.resolve()
-    return Store.from_settings(settings.store, MODEL_ID, create=create)
+    """Open the configured store; only ingest, or the default embedded ./index_store, may create it."""
+    default = settings.store.mode == "embedded" and _default_folder(settings.store.path)
+    return Store.from_settings(settings.store, MODEL_ID, create=for_writing or default)
+
+
+def is_default(store: Store) -> bool:
+    """Whether `store` is the default embedded ./index_store, the only one the bundled abstracts seed."""
+    return store.server is None and _default_folder(store.path)
+
+
+def _default_folder(path: Path) -> bool:
+    return path.resolve() == DEFAULT_STORE.resolve()
 
 
 def answer(

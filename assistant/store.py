@@ -93,12 +93,7 @@ class Store:
 
     def _server_collection(self, create: bool) -> Any:
         try:
-            if not create and self._name not in {c.name for c in self._client.list_collections()}:
-                raise StoreError(
-                    f"the Chroma server at {self.where} has no collection {self._name!r}; "
-                    "build it with `assistant ingest FILE` in server mode"
-                )
-            return self._open_collection(self._name, self.model_id)
+            return self._open_collection(create)
         except StoreError:
             raise
         except Exception as exc:
@@ -115,12 +110,18 @@ class Store:
             )
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"store path {self.path} is a file, not a folder; give a folder path")
-        if self.path.is_dir() and not (self.path / CHROMA_FILE).exists() and (left := leftovers(self.path)):
-            # A fresh database beside old segments and keyword files would mix two stores.
-            raise StoreError(
-                f"{self.path / CHROMA_FILE} is missing beside {', '.join(left[:3])}: the store is "
-                f"incomplete; run `assistant doctor --store {self.path}`"
-            )
+        if self.path.is_dir() and not (self.path / CHROMA_FILE).exists():
+            if left := leftovers(self.path):
+                # A fresh database beside old segments and keyword files would mix two stores.
+                raise StoreError(
+                    f"{self.path / CHROMA_FILE} is missing beside {', '.join(left[:3])}: the store is "
+                    f"incomplete; run `assistant doctor --store {self.path}`"
+                )
+            if not create:  # a query must not turn any folder it is pointed at into a store
+                raise StoreError(
+                    f"{self.path} holds no store (no {CHROMA_FILE}); build one there with "
+                    f"`assistant ingest --store {self.path} FILE`, or give the folder of an existing store"
+                )
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             client = chromadb.PersistentClient(
@@ -128,19 +129,24 @@ class Store:
                 settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
             )
             self._client = client
-            return client, self._open_collection(self._name, self.model_id)
+            return client, self._open_collection(create)
         except Exception as exc:
             raise self.fault(exc, "open") from None
 
-    def _open_collection(self, name: str, model_id: str) -> Any:
+    def _open_collection(self, create: bool) -> Any:
         # get_or_create would be simpler, but we must never touch an existing collection's metadata.
-        if name in {c.name for c in self._client.list_collections()}:
-            return self._client.get_collection(name, embedding_function=None)
+        if self._name in {c.name for c in self._client.list_collections()}:
+            return self._client.get_collection(self._name, embedding_function=None)
+        if not create:  # only ingest creates a collection (on a shared server, someone else's too)
+            raise StoreError(
+                f"the store {self.where} has no collection {self._name!r}; build it with "
+                f"`assistant ingest FILE`{' in server mode' if self.server else f' --store {self.path}'}"
+            )
         return self._client.create_collection(
-            name,
+            self._name,
             embedding_function=None,  # we always supply vectors: Chroma's default downloads a model
             configuration={"hnsw": {"space": "cosine"}},
-            metadata={MODEL_KEY: model_id},
+            metadata={MODEL_KEY: self.model_id},
         )
 
     def vector_store(self) -> Any:

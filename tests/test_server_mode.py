@@ -18,6 +18,7 @@ from assistant.config import Settings
 from assistant.embeddings import MODEL_ID, MiniLMEmbedding
 from assistant.errors import StoreError
 from assistant.ingest import Ingester
+from assistant.pipeline import Assistant
 from assistant.store import Store
 from bench.servers import free_port, running
 from tests.helpers.settings import ROOT
@@ -114,6 +115,26 @@ def test_ingest_through_a_chroma_server_while_another_process_queries(
     assert (tmp_path / "ingester" / "keyword_index.json").is_file()
     assert not (tmp_path / "ingester" / "chroma.sqlite3").exists()
     assert store.describe()["store"] == f"http://127.0.0.1:{chroma_server} (arxiv_abstracts)"
+
+
+def test_a_query_never_creates_or_seeds_a_server_collection(
+    chroma_server: int, tmp_path: Path, embed: MiniLMEmbedding, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # store.path is the default ./index_store: no excuse to seed anything
+    overrides = {"store.mode": "server", "store.port": chroma_server, "answer.llm": "extractive"}
+    settings = Settings.load(overrides=overrides, env={})
+    with pytest.raises(
+        StoreError, match="has no collection 'arxiv_abstracts'; build it with `assistant ingest"
+    ):
+        Assistant(settings, embed_model=embed)
+    with pytest.raises(StoreError, match="has no collection"):  # the failed query did not create it
+        Store.from_settings(settings.store, MODEL_ID, create=False)
+    # An empty collection (someone's ingest made it) is not filled with the bundled abstracts either.
+    Store.from_settings(settings.store, MODEL_ID, create=True)
+    bot = Assistant(settings, embed_model=embed)
+    with pytest.raises(StoreError, match="is empty: add papers with `assistant ingest FILE` in server mode"):
+        bot.ask("What is AdaScale SGD?")
+    assert bot.store.count() == 0
 
 
 def test_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
