@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import sys
@@ -158,21 +159,21 @@ def _settings(args: argparse.Namespace) -> Settings:
         config=args.config,
         overrides={
             "store.path": args.store,
-            "retrieval.top_k": getattr(args, "top_k", None),
-            "retrieval.retriever": getattr(args, "retriever", None),
             "answer.llm": getattr(args, "llm", None),
             "serve.concurrency": getattr(args, "concurrency", None),
         },
     )
 
 
-def _filters(args: argparse.Namespace) -> dict[str, Any]:
-    return {
+def _search(args: argparse.Namespace) -> dict[str, Any]:
+    # Passed as given: `Assistant` checks them as it checks every other entry point's (limits.py).
+    filters = {
         "categories": args.category or (),
         "since": args.since,
         "until": args.until,
         "author": args.author,
     }
+    return {"top_k": args.top_k, "retriever": args.retriever, "filters": filters}
 
 
 def format_answer(result: Answer) -> str:
@@ -240,11 +241,11 @@ def _ask(args: argparse.Namespace) -> int:
 
     bot = Assistant(_settings(args))
     if args.json:
-        result = bot.ask(args.question, filters=_filters(args))
+        result = bot.ask(args.question, **_search(args))
         print(to_json(result.to_dict()))
         return 0
     streamed = ""
-    for piece in bot.stream(args.question, filters=_filters(args)):
+    for piece in bot.stream(args.question, **_search(args)):
         if isinstance(piece, str):
             streamed += piece
             print(safe(piece), end="", flush=True)
@@ -265,6 +266,9 @@ def _chat(args: argparse.Namespace) -> int:
 
     bot = Assistant(_settings(args))
     history: list[Answer] = []
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        # Bytes that are not UTF-8 reach the question check as lone surrogates, which says so in one line.
+        sys.stdin.reconfigure(errors="surrogateescape")
     print(
         "Ask about the indexed abstracts; follow-ups may say 'it'. An empty line or Ctrl-D ends.",
         file=sys.stderr,
@@ -277,7 +281,7 @@ def _chat(args: argparse.Namespace) -> int:
         if not question.strip():
             return 0
         try:
-            history.append(bot.chat(question, history, filters=_filters(args)))
+            history.append(bot.chat(question, history, **_search(args)))
             print(format_answer(history[-1]), end="\n\n")
         except AssistantError as exc:
             warn(f"assistant: {exc}")

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 from assistant.condense import condense
 from assistant.config import Settings
 from assistant.embeddings import MODEL_ID, MiniLMEmbedding, default_embedding
-from assistant.errors import InputError, StoreError
+from assistant.errors import StoreError
 from assistant.generation import stream_answer
 from assistant.ingest import Ingester, bundled_corpus
+from assistant.limits import Search, check_history, check_question, check_search
 from assistant.llms import Backend, resolve
 from assistant.retrieval import Filters, Retrieval
 from assistant.schema import Answer, Passage
@@ -22,19 +23,6 @@ if TYPE_CHECKING:
     from llama_index.core.llms.llm import LLM
 
 DEFAULT_STORE = Path("index_store")
-
-
-def check_question(question: Any, max_chars: int) -> str:
-    """Return the question stripped, or raise `InputError` saying what is wrong with it."""
-    if not isinstance(question, str) or not question.strip():
-        raise InputError("the question is empty; ask something about the indexed abstracts")
-    question = question.strip()
-    if len(question) > max_chars:
-        raise InputError(
-            f"the question is {len(question):,} characters long; the limit is {max_chars:,} "
-            "(answer.max_question_chars): ask a shorter question"
-        )
-    return question
 
 
 class Assistant:
@@ -104,19 +92,17 @@ class Assistant:
         retriever: str | None = None,
     ) -> list[Passage]:
         """Return the best passage of each of the `top_k` most relevant papers that pass `filters`."""
-        question = check_question(question, self.settings.answer.max_question_chars)
+        search = check_search(self.settings, question, top_k=top_k, retriever=retriever, filters=filters)
+        return self._retrieve(search.question, search)
+
+    def _retrieve(self, query: str, search: Search) -> list[Passage]:
         self.ensure_indexed()
         if self._retrieval is None:
             retrieval = self.settings.retrieval
             self._retrieval = Retrieval(
                 self.store, self.embed_model, fusion=retrieval.fusion, dense_weight=retrieval.dense_weight
             )
-        return self._retrieval.retrieve(
-            question,
-            top_k or self.settings.retrieval.top_k,
-            kind=retriever or self.settings.retrieval.retriever,
-            filters=Filters.make(filters),
-        )
+        return self._retrieval.retrieve(query, search.top_k, kind=search.retriever, filters=search.filters)
 
     def chat(
         self,
@@ -158,17 +144,20 @@ class Assistant:
 
         With `history`, a follow-up is first condensed into a stand-alone search `query`.
         """
-        question = check_question(question, self.settings.answer.max_question_chars)
-        if query is None and history:
-            query = condense(question, history, llm=self.llm)
-        passages = self.retrieve(query or question, top_k, filters=filters, retriever=retriever)
+        search = check_search(self.settings, question, top_k=top_k, retriever=retriever, filters=filters)
+        history = check_history(history)
+        if query is not None:
+            query = check_question(query, self.settings.answer.max_question_chars)
+        elif history:
+            query = condense(search.question, history, llm=self.llm)
+        passages = self._retrieve(query or search.question, search)
         yield from stream_answer(
             self._backend,
-            question,
+            search.question,
             passages,
             embed_model=self.embed_model,
             settings=self.settings.answer,
-            min_score=self.min_score(retriever),
+            min_score=self.min_score(search.retriever),
             query=query,
         )
 

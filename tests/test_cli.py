@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from assistant.cli import main
 from assistant.ingest import bundled_corpus
 from tests.helpers.cli import run
 
@@ -75,3 +79,34 @@ def test_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("assistant")
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "ingest" in out.stdout
+
+
+def test_undecodable_question_and_chat_input_are_one_line(seed_store: Path) -> None:
+    # Bytes that are not UTF-8, as a shell passes them: argv and stdin get them raw.
+    out = run("ask", os.fsdecode(b"What is \xff\xfe AdaScale?"), "--store", str(seed_store))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [
+        "assistant: error: the question is not valid text: character 9 is an undecodable byte or a lone "
+        "surrogate; send it as UTF-8"
+    ]
+    chat = run("chat", "--store", str(seed_store), stdin=b"What is \xff AdaScale?\nWhat is AdaScale SGD?\n")
+    assert chat.returncode == 0 and "Traceback" not in chat.stderr
+    assert "assistant: the question is not valid text: character 9" in chat.stderr
+    assert "[arXiv:2007.05105]" in chat.stdout  # the conversation went on to the next question
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--top-k", "0"], "top_k 0 is not allowed: give a whole number from 1 to 100"),
+        (["--top-k", "101"], "top_k 101 is not allowed"),
+        (["--since", "2024-02-30"], "filter since='2024-02-30' is not a date; write YYYY-MM-DD"),
+        (["--author", os.fsdecode(b"M\xfcller")], "filter author is not valid text: character 2"),
+    ],
+)
+def test_bad_search_flags_are_one_line(
+    seed_store: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    assert main(["ask", "What is AdaScale SGD?", "--store", str(seed_store), *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"assistant: error: {message}") and err.count("\n") == 1, err

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,16 +156,21 @@ def ui_store(tmp_path_factory: pytest.TempPathFactory, embed: MiniLMEmbedding) -
 
 
 @pytest.fixture(scope="module")
-def server(ui_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where `server` writes its output."""
+    return tmp_path_factory.mktemp("serve") / "serve.log"
+
+
+@pytest.fixture(scope="module")
+def server(ui_store: Path, server_log: Path) -> Iterator[str]:
     """Run `assistant serve` on a free local port; yield its URL; stop it afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     argv = [sys.executable, "-m", "assistant", "serve", "--store", ui_store.name, "--port", str(port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "GRADIO_"))}
-    env["ASSISTANT_LLM"] = "extractive"
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env |= {"ASSISTANT_LLM": "extractive", "PYTHONPATH": str(ROOT)}
     # From the store's folder: the page names the store as given, a short name for the picture.
-    with running(argv, url, log, STARTUP_SECONDS, env=env, cwd=ui_store.parent):
+    with running(argv, url, server_log, STARTUP_SECONDS, env=env, cwd=ui_store.parent):
         yield url
 
 
@@ -300,3 +306,44 @@ def test_gradio_client_chat_endpoint(server: str) -> None:
 
     with pytest.raises(Exception, match="question is empty"):
         client.predict(message=" ", api_name="/chat")
+
+
+# What a JSON client could send `/chat` (a lone surrogate is valid JSON: "\\udcff"), and the one line
+# it must get back, the same as the CLI's and the Python API's.
+HOSTILE_CALLS = [
+    ({"top_k": -1}, "top_k -1 is not allowed: give a whole number from 1 to 100"),
+    ({"top_k": 1_000_000}, "top_k 1000000 is not allowed: give a whole number from 1 to 100"),
+    ({"top_k": 2.5}, "top_k 2.5 is not allowed"),
+    ({"top_k": "5"}, "top_k '5' is not allowed"),
+    ({"retriever": "sparse"}, "retriever 'sparse' is unknown: use one of dense, bm25, hybrid"),
+    ({"since": "2024-13-01"}, "filter since='2024-13-01' is not a date; write YYYY-MM-DD"),
+    ({"categories": 5}, "filter categories must be text, not int"),
+    ({"author": "M\udcfcller"}, "filter author is not valid text: character 2 is an undecodable byte"),
+    ({"message": "What is \udcff AdaScale?"}, "the question is not valid text: character 9"),
+    ({"message": "x" * 2001}, "the question is 2,001 characters long; the limit is 2,000"),
+    ({"history": "What is CheckList?"}, "history must be a list of earlier messages"),
+]
+CHAT_PARAMETERS = ("message", "history", "top_k", "retriever", "categories", "since", "until", "author")
+
+
+def call_chat(server: str, **kwargs: Any) -> tuple[str, Any]:
+    """POST to `/chat` as any JSON client can, bypassing gradio_client's checks; return (event, data)."""
+    api = f"{server}gradio_api/call/chat"
+    body = json.dumps({"data": [kwargs.get(name) for name in CHAT_PARAMETERS]}).encode()
+    posted = urllib.request.Request(api, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(posted, timeout=60) as response:
+        event_id = json.load(response)["event_id"]
+    with urllib.request.urlopen(f"{api}/{event_id}", timeout=ANSWER_MS / 1000) as response:
+        event, payload = response.read().decode().split("\n")[:2]
+    return event.removeprefix("event: "), json.loads(payload.removeprefix("data: "))
+
+
+def test_chat_endpoint_answers_bad_values_in_one_line(server: str, server_log: Path) -> None:
+    for call, message in HOSTILE_CALLS:
+        event, data = call_chat(server, **{"message": "What is AdaScale SGD?", **call})
+        assert event == "error" and str(data["error"]).startswith(message), (call, data)
+        assert "\n" not in data["error"]
+    event, data = call_chat(server, message="What is AdaScale SGD?", top_k=100.0)
+    assert event == "complete" and data[0]["citations"][0] == "2007.05105"
+    log = server_log.read_text()
+    assert "Traceback" not in log and "Error" not in log, log[-3000:]
