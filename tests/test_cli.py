@@ -13,6 +13,7 @@ import pytest
 from assistant.cli import main
 from assistant.ingest import bundled_corpus
 from tests.helpers.cli import run
+from tests.helpers.records import paper_record, write_kaggle
 
 ASK_KEYS = {"question", "answer", "citations", "passages", "backend"}
 
@@ -110,3 +111,20 @@ def test_bad_search_flags_are_one_line(
     assert main(["ask", "What is AdaScale SGD?", "--store", str(seed_store), *flags]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"assistant: error: {message}") and err.count("\n") == 1, err
+
+
+def test_a_record_with_a_huge_title_is_ingested_and_stdout_is_the_summary(tmp_path: Path) -> None:
+    # llama-index's splitter raised on the 400-word title and printed a warning about the 230-word one.
+    records = [paper_record(n) for n in range(4)]
+    records[1]["title"] = " ".join(["transformer"] * 400)
+    records[2]["title"] = " ".join(["transformer"] * 230)
+    source = write_kaggle(tmp_path / "odd.jsonl", records)
+    out = run("ingest", str(source), "--store", str(tmp_path / "s"))
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout == "added 4, updated 0, unchanged 0, bad 0\n"
+    asked = run(
+        "ask", "transformer transformer", "--store", str(tmp_path / "s"), "--retriever", "bm25", "--json"
+    )
+    found = json.loads(asked.stdout)["passages"]
+    assert {p["arxiv_id"] for p in found} >= {"2501.00001", "2501.00002"}
+    assert max(len(p["title"]) for p in found) < len(records[1]["title"])  # the title was cut to fit
