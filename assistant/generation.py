@@ -174,6 +174,7 @@ def finish(
         dropped_citations=checked.dropped,
         grounded=not uncited_claims(checked.text),
         warnings=list(warnings),
+        proposed_citations=parse_citations(draft),
     )
 
 

@@ -60,6 +60,9 @@ class Answer:
     dropped_citations: list[str] = field(default_factory=list)
     grounded: bool = True
     warnings: list[str] = field(default_factory=list)
+    proposed_citations: list[str] = field(
+        default_factory=list
+    )  # the ids the answerer wrote, before verification
 
     @property
     def answered(self) -> bool:

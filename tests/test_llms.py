@@ -45,6 +45,7 @@ def test_grounded_reply_streams_then_ends_with_the_checked_answer(ask_with) -> N
     assert "".join(pieces) == result.text
     assert (result.backend, result.citations, result.grounded) == ("fake", [RIGHT], True)
     assert result.dropped_citations == [] and result.warnings == []
+    assert result.proposed_citations == [RIGHT] and result.to_dict()["proposed_citations"] == [RIGHT]
 
 
 def test_prompt_is_grounded_tight_and_repeats_the_citation_rule(ask_with) -> None:
@@ -62,9 +63,10 @@ def test_prompt_is_grounded_tight_and_repeats_the_citation_rule(ask_with) -> Non
 
 
 def test_fabricated_citations_are_removed_and_counted(ask_with) -> None:
-    *_, result = ask_with(QUESTION, f"It is 45x cheaper [arXiv:{RIGHT}] [arXiv:9912.99999].")[0]
+    *_, result = ask_with(QUESTION, f"It is 45x cheaper [arXiv:9912.99999] [arXiv:{RIGHT}].")[0]
     assert result.citations == [RIGHT]
     assert result.dropped_citations == ["9912.99999"]
+    assert result.proposed_citations == ["9912.99999", RIGHT]  # as the model wrote them
     assert "9912.99999" not in result.text
     assert result.grounded
 
@@ -207,8 +209,12 @@ def test_llamacpp_spec_answers_with_smollm2(seed_store: Path, embed: MiniLMEmbed
     *pieces, result = bot.stream(QUESTION)
     assert pieces and isinstance(result, Answer)
     assert result.backend == bot.backend and result.text
-    # SmolLM2 is too small to be right; what matters is that whatever it cites was retrieved.
-    assert set(result.citations) <= {p.arxiv_id for p in result.passages}
+    # SmolLM2 is too small to be right, but it follows the citation rule: it proposes sources, and
+    # verification keeps exactly the retrieved ones among them, in the order the model wrote them.
+    retrieved = {p.arxiv_id for p in result.passages}
+    assert result.proposed_citations, f"the model cited nothing: {''.join(pieces)!r}"
+    assert result.citations == [i for i in result.proposed_citations if i in retrieved]
+    assert result.dropped_citations == [i for i in result.proposed_citations if i not in retrieved]
     llama = bot.llm._llama  # type: ignore[union-attr]
     # The fixed system prompt stays in the KV cache, so the next question only pays for its own tokens.
     warm = llama.tokenize(SYSTEM_PROMPT.encode(), add_bos=False)
@@ -266,3 +272,5 @@ def test_bundled_local_model_answers_with_the_right_citation(
     assert result.backend == "local:qwen2.5-coder-1.5b-instruct-q4_k_m"
     assert result.citations[:1] == [RIGHT] and "45" in result.text
     assert result.grounded and not result.warnings
+    # What the model itself wrote, before verification: the right paper first, nothing made up.
+    assert result.proposed_citations[:1] == [RIGHT] and not result.dropped_citations
