@@ -275,13 +275,14 @@ def test_disk_full_during_ingest(
 # file may grow any more: the real EFBIG lands exactly on the keyword index save.
 KEYWORD_CHILD = """
 import resource, sys
-from assistant import cli, keyword
-build = keyword.build
-def build_then_no_room(store, **kwargs):
-    bm25 = build(store, **kwargs)
+from assistant import cli
+from assistant.keyword import segments
+build = segments.build_pages
+def build_then_no_room(pages, **kwargs):
+    bm25 = build(pages, **kwargs)
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
     return bm25
-keyword.build = build_then_no_room
+segments.build_pages = build_then_no_room
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -297,7 +298,7 @@ def test_no_room_for_the_keyword_index(store: Path, new_papers: Path, embed: Min
     )
     line = one_error_line(out, "cannot save the keyword index", "--fix")
     assert "the papers are stored" in line
-    assert len(list(store.glob("keyword-*"))) == 1  # the half-written index folder was removed
+    assert len(list(store.glob("keyword/seg-*"))) == 1  # the half-written segment was removed
     assert counts(store)[0] == 10 + NEW_PAPERS
     checks = json.loads(run("doctor", "--store", str(store), "--json").stdout)["checks"]
     assert [c["check"] for c in checks if not c["ok"]] == ["keyword index"]
@@ -386,16 +387,16 @@ def test_store_of_another_embedding_model(tmp_path: Path) -> None:
     assert "some-other-model" in failed[0]["detail"] and "NEW_DIR" in failed[0]["fix"]
 
 
-@pytest.mark.parametrize("damage", ["deleted pointer", "truncated matrix", "garbage pointer"])
+@pytest.mark.parametrize("damage", ["deleted manifest", "truncated matrix", "garbage manifest"])
 def test_damaged_keyword_index_heals_and_doctor_fixes_it(
     store: Path, damage: str, embed: MiniLMEmbedding
 ) -> None:
-    if damage == "deleted pointer":
-        (store / "keyword_index.json").unlink()
+    if damage == "deleted manifest":
+        (store / "keyword" / "manifest.json").unlink()
     elif damage == "truncated matrix":
-        os.truncate(next(store.glob("keyword-*/data.csc.index.npy")), 100)
+        os.truncate(next(store.glob("keyword/seg-*/data.csc.index.npy")), 100)
     else:
-        (store / "keyword_index.json").write_text('{"folder": 3}')
+        (store / "keyword" / "manifest.json").write_text('{"segments": 3}')
     checks = json.loads(run("doctor", "--store", str(store), "--json").stdout)["checks"]
     assert [(c["check"], c["fixable"]) for c in checks if not c["ok"]] == [("keyword index", True)]
     out = run("doctor", "--store", str(store), "--fix", "--json")

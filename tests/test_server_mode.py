@@ -112,7 +112,7 @@ def test_ingest_through_a_chroma_server_while_another_process_queries(
     counts = [papers for papers, _ in seen]
     assert counts == sorted(counts) and len(set(counts)) > 2  # it saw the store grow, write by write
     # The keyword index lives beside the client, in store.path; the vectors only on the server.
-    assert (tmp_path / "ingester" / "keyword_index.json").is_file()
+    assert (tmp_path / "ingester" / "keyword" / "manifest.json").is_file()
     assert not (tmp_path / "ingester" / "chroma.sqlite3").exists()
     assert store.describe()["store"] == f"http://127.0.0.1:{chroma_server} (arxiv_abstracts)"
 
