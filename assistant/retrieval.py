@@ -136,11 +136,11 @@ class Retrieval:
         self.fusion = fusion
         self.dense_weight = dense_weight
         self._index = VectorStoreIndex.from_vector_store(store.vector_store(), embed_model=embed_model)
-        self._keyword = keyword.KeywordIndex(store)
+        self.keywords = keyword.KeywordIndex(store)
 
     def keyword_index(self) -> keyword.Snapshot:
-        """Return the BM25 index to search now (it catches up with the store in the background)."""
-        return self._keyword.snapshot()
+        """Return the BM25 index to search now, with every chunk written so far (see `KeywordIndex`)."""
+        return self.keywords.snapshot()
 
     def _dense(self, n: int, where: dict[str, Any] | None) -> BaseRetriever:
         kwargs = {"vector_store_kwargs": {"where": where}} if where else {}

@@ -212,18 +212,21 @@ class KeywordIndex:
 
     def _merge(self, start: Snapshot) -> None:
         try:
-            fewer = merged(self.store, list(start.segments))
-            with self._lock:
-                latest = self._snapshot or start
-                if latest.segments[: len(start.segments)] != start.segments:
-                    return  # replaced meanwhile: nothing to merge into
-                added = latest.segments[len(start.segments) :]  # caught up while merging
-                self._snapshot = Snapshot.of([*fewer, *added], latest.generation, latest)
-                index = self._snapshot
-            files = Files(self.store.path)
-            with files.locked() as writable:
-                if writable:
-                    save(files, self.store, index)
+            while True:  # again if questions added segments while it merged
+                fewer = merged(self.store, list(start.segments))
+                with self._lock:
+                    latest = self._snapshot or start
+                    if latest.segments[: len(start.segments)] != start.segments:
+                        return  # replaced meanwhile: nothing to merge into
+                    added = latest.segments[len(start.segments) :]
+                    self._snapshot = Snapshot.of([*fewer, *added], latest.generation, latest)
+                    start = self._snapshot
+                files = Files(self.store.path)
+                with files.locked() as writable:
+                    if writable:
+                        save(files, self.store, start)
+                if not added:
+                    return
         except Exception as exc:  # questions must not fail for it: they keep the segments they have
             self._failed_at = time.monotonic()
             reason = str(exc) if isinstance(exc, AssistantError) else f"{type(exc).__name__}: {exc}"
