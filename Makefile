@@ -7,7 +7,8 @@ export GRADIO_ANALYTICS_ENABLED := False
 # llama-cpp-python compiles at install (no wheel on the registry); its LLaVA part is not needed.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: run install dev chromium test fuzz lint format bench-retrieval bench-ingest bench-llm bench-load clean-store
+.PHONY: run install dev chromium test test-fast fuzz lint format bench-retrieval bench-ingest bench-llm bench-load \
+	bench-ingest-latency clean-store
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -65,6 +66,11 @@ bench-llm: dev
 
 bench-load: dev
 	$(PY) bench/load.py
+
+# Question latency in server mode while another process ingests 5,000 papers (builds the 75k server
+# store once, under nice: 35-60 min of CPU; kept in /tmp/arxiv-assistant-bench/server-75k).
+bench-ingest-latency: dev
+	$(PY) bench/ingest_latency.py
 
 clean-store:
 	find index_store -mindepth 1 ! -name .gitkeep ! -name README.md -delete

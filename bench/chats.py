@@ -66,22 +66,23 @@ def serving(
     llm: str,
     concurrency: int | None = None,
     *,
-    settings: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
     startup: float = STARTUP_SECONDS,
 ) -> Iterator[str]:
     """Run this checkout's `assistant serve --llm llm` from `folder`; yield its URL.
 
-    Without `settings` (ASSISTANT_* variables) it serves `folder`'s default store, indexed on start.
+    Without `env` (ASSISTANT_* settings, or another PYTHONPATH) it serves `folder`'s default store,
+    indexed on start.
     """
     port = free_port()
     argv = [sys.executable, "-m", "assistant", "serve", "--port", str(port), "--llm", llm]
     if concurrency is not None:
         argv += ["--concurrency", str(concurrency)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "GRADIO_"))}
-    env |= {"PYTHONPATH": str(ROOT), **(settings or {})}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "GRADIO_"))}
     folder.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}/"
-    with running(argv, url, folder / "serve.log", startup, env=env, cwd=folder):
+    full = clean | {"PYTHONPATH": str(ROOT)} | (env or {})
+    with running(argv, url, folder / "serve.log", startup, env=full, cwd=folder):
         yield url
 
 
