@@ -12,6 +12,8 @@ from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import Assistant, open_store
 from tests.helpers.settings import DATA, make_settings
 
+pytest_plugins = ["tests.helpers.ci_skips"]  # under CI=true, a skip not allowed there fails the run
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

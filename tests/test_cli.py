@@ -18,6 +18,7 @@ from tests.helpers.records import paper_record, write_kaggle
 ASK_KEYS = {"question", "answer", "citations", "passages", "backend"}
 
 
+@pytest.mark.slow
 def test_ask_json_contract(seed_store: Path) -> None:
     out = run("ask", "What is AdaScale SGD?", "--store", str(seed_store), "--json", "--top-k", "3")
     assert out.returncode == 0, out.stderr
@@ -30,6 +31,7 @@ def test_ask_json_contract(seed_store: Path) -> None:
     assert set(data["citations"]) <= {p["arxiv_id"] for p in data["passages"]}
 
 
+@pytest.mark.slow
 def test_ingest_summary_and_stats(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     first = run("ingest", str(bundled_corpus()), "--store", store)
@@ -43,6 +45,7 @@ def test_ingest_summary_and_stats(tmp_path: Path) -> None:
     assert stats["store"] == store
 
 
+@pytest.mark.slow
 def test_env_store_and_text_output(seed_store: Path) -> None:
     out = run("ask", "Energy based view of GANs", env={"ASSISTANT_STORE": str(seed_store)})
     assert out.returncode == 0, out.stderr
@@ -50,6 +53,7 @@ def test_env_store_and_text_output(seed_store: Path) -> None:
     assert "https://arxiv.org/abs/1910.13101" in out.stdout
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line_without_traceback(tmp_path: Path, seed_store: Path) -> None:
     cases = [
         ("ask", "", "--store", str(seed_store)),
@@ -65,6 +69,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path, seed_store: 
         assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_partial_failure_keeps_going(tmp_path: Path) -> None:
     latin1 = tmp_path / "latin1.jsonl"
     latin1.write_bytes('{"id": "2501.00001", "abstract": "Caf\xe9 au lait"}\n'.encode("latin-1"))
@@ -76,12 +81,14 @@ def test_partial_failure_keeps_going(tmp_path: Path) -> None:
     assert f"{latin1}:1: not UTF-8 text" in out.stderr
 
 
+@pytest.mark.slow
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("assistant")
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "ingest" in out.stdout
 
 
+@pytest.mark.slow
 def test_undecodable_question_and_chat_input_are_one_line(seed_store: Path) -> None:
     # Bytes that are not UTF-8, as a shell passes them: argv and stdin get them raw.
     out = run("ask", os.fsdecode(b"What is \xff\xfe AdaScale?"), "--store", str(seed_store))
@@ -113,6 +120,7 @@ def test_bad_search_flags_are_one_line(
     assert err.startswith(f"assistant: error: {message}") and err.count("\n") == 1, err
 
 
+@pytest.mark.slow
 def test_a_record_with_a_huge_title_is_ingested_and_stdout_is_the_summary(tmp_path: Path) -> None:
     # llama-index's splitter raised on the 400-word title and printed a warning about the 230-word one.
     records = [paper_record(n) for n in range(4)]

@@ -112,6 +112,7 @@ def test_outputs_and_plot(seed_assistant: Assistant, tmp_path: Path) -> None:
     assert len(rows) == 2 * report.n_questions
 
 
+@pytest.mark.slow
 def test_cli_json_contract(seed_store: Path, tmp_path: Path) -> None:
     out = run(
         "eval", str(QUESTIONS), "--store", str(seed_store), "--retriever", "all", "--k", "1,3", "--json"

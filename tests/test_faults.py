@@ -29,6 +29,8 @@ from assistant.store import Store, writable
 from tests.helpers.cli import child_env, run
 from tests.helpers.settings import make_settings
 
+pytestmark = pytest.mark.slow
+
 COLLECTION = "arxiv_abstracts"
 NEW_PAPERS = 20
 

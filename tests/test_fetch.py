@@ -153,6 +153,7 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_oai_harvest_pages_through_survives_a_drop_and_resumes(
     arxiv: tuple[StandIn, str], tmp_path: Path
 ) -> None:
@@ -239,6 +240,7 @@ def test_api_ids_report_the_missing_and_errors_stop(
         run_fetch(settings, ingester, LiveRequest(ids="1234.12345"))
 
 
+@pytest.mark.slow
 def test_retries_run_out_with_a_clear_message(arxiv: tuple[StandIn, str], tmp_path: Path) -> None:
     app, base = arxiv
     settings = settings_for(tmp_path / "store", base, retries=1)
@@ -249,6 +251,7 @@ def test_retries_run_out_with_a_clear_message(arxiv: tuple[StandIn, str], tmp_pa
         Client(settings.fetch).get(f"{base}/api/query?id_list=2201.13452&max_results=1")
 
 
+@pytest.mark.slow
 def test_unreachable_host_fails_fast_and_clearly(tmp_path: Path) -> None:
     port = closed_port()
     settings = settings_for(tmp_path / "store", f"http://127.0.0.1:{port}", delay=3.0, backoff=10.0)
@@ -296,6 +299,7 @@ def test_cli_ingest_flag_errors_are_one_line(tmp_path: Path, capsys: pytest.Capt
     assert not Path(store).exists()  # refused before opening anything
 
 
+@pytest.mark.slow
 def test_cli_fetches_from_the_stand_in_and_reports_unreachable(
     arxiv: tuple[StandIn, str], tmp_path: Path
 ) -> None:

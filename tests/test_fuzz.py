@@ -43,6 +43,8 @@ from assistant.sources.seed import read_seed
 from assistant.sources.textio import GZIP_MAGIC, head, lines
 from assistant.sources.xmlstream import elements
 
+pytestmark = pytest.mark.slow
+
 # Read at import: the autouse fixture in conftest.py clears ASSISTANT_* before each test runs.
 EXAMPLES = int(os.environ.get("ASSISTANT_FUZZ_EXAMPLES") or 200)
 settings.register_profile(

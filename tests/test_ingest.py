@@ -78,6 +78,7 @@ def test_missing_store_path_is_an_error_for_queries(tmp_path: Path, embed: MiniL
     assert not (tmp_path / "nowhere").exists()
 
 
+@pytest.mark.slow
 def test_a_query_never_turns_a_folder_into_a_store(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

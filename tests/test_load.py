@@ -50,11 +50,13 @@ def _burst(url: str, backend: str, *, echoes: bool) -> None:
     assert seconds < BURST_SECONDS
 
 
+@pytest.mark.slow
 def test_sixteen_chats_at_once_extractive(tmp_path: Path) -> None:
     with serving(tmp_path, "extractive") as url:
         _burst(url, "extractive", echoes=False)
 
 
+@pytest.mark.slow
 def test_sixteen_chats_at_once_fake_hosted_model(tmp_path: Path, fake: FakeOpenAI) -> None:
     backend = f"openai-compatible:fake@{fake.url}"
     with serving(tmp_path, backend) as url:

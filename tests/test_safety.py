@@ -86,6 +86,7 @@ def model_server() -> Iterator[ThreadingHTTPServer]:
 # --- the terminal ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ingest_warnings_are_inert(ingested: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     _, out = ingested
     assert_inert(out)
@@ -93,6 +94,7 @@ def test_ingest_warnings_are_inert(ingested: tuple[Path, subprocess.CompletedPro
     assert out.stdout.startswith("added 11,") and "bad 1" in out.stdout
 
 
+@pytest.mark.slow
 def test_ask_prints_abstracts_and_titles_inert(store: Path) -> None:
     out = run("ask", QUESTION, "--store", str(store))
     assert_inert(out)
@@ -102,6 +104,7 @@ def test_ask_prints_abstracts_and_titles_inert(store: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_ask_json_keeps_the_data_with_controls_escaped(store: Path) -> None:
     out = run("ask", QUESTION, "--store", str(store), "--json")
     assert_inert(out)
@@ -112,6 +115,7 @@ def test_ask_json_keeps_the_data_with_controls_escaped(store: Path) -> None:
     assert "\\u009b31m" in out.stdout and "\\u001b[2J" in out.stdout
 
 
+@pytest.mark.slow
 def test_streamed_reply_with_sequences_split_across_pieces_is_inert(
     store: Path, model_server: ThreadingHTTPServer
 ) -> None:
@@ -136,6 +140,7 @@ def test_streamed_reply_with_sequences_split_across_pieces_is_inert(
     assert data["citations"] == [HOSTILE_ID] and data["dropped_citations"] == ["\x1bc\x9b31m"]
 
 
+@pytest.mark.slow
 def test_a_server_error_that_would_drive_the_terminal_is_inert(
     store: Path, model_server: ThreadingHTTPServer
 ) -> None:
@@ -147,6 +152,7 @@ def test_a_server_error_that_would_drive_the_terminal_is_inert(
     assert f"warning: {spec} failed (InternalServerError" in out.stdout
 
 
+@pytest.mark.slow
 def test_chat_and_eval_output_is_inert(store: Path, tmp_path: Path) -> None:
     out = run("chat", "--store", str(store), stdin=f"{QUESTION}\nWhat do they hide?\n\n")
     assert_inert(out)
@@ -223,6 +229,7 @@ WATCH = """() => {
 }"""
 
 
+@pytest.mark.slow
 def test_browser_renders_a_hostile_model_reply_inert(hostile_chat: str) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -257,6 +264,7 @@ def assert_no_key(*texts: str) -> None:
         assert "SECRET" not in text, text
 
 
+@pytest.mark.slow
 def test_api_keys_are_never_printed(store: Path, model_server: ThreadingHTTPServer) -> None:
     """Keys reach the server (which echoes them in its error), never stdout, stderr or debug logs."""
     model_server.mode = "401"  # type: ignore[attr-defined]
@@ -285,6 +293,7 @@ def test_api_keys_are_never_printed(store: Path, model_server: ThreadingHTTPServ
     assert json.loads(runs[2].stdout)["warnings"][0].startswith("openai:gpt-4o-mini failed (")
 
 
+@pytest.mark.slow
 def test_api_keys_stay_out_of_python_logging(
     store: Path,
     model_server: ThreadingHTTPServer,

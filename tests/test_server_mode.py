@@ -3,8 +3,6 @@ process queries, counts checked from both sides."""
 
 from __future__ import annotations
 
-import gzip
-import itertools
 import os
 import subprocess
 import sys
@@ -21,6 +19,7 @@ from assistant.ingest import Ingester
 from assistant.pipeline import Assistant
 from assistant.store import Store
 from bench.servers import free_port, running
+from tests.helpers.records import papers_file
 from tests.helpers.settings import ROOT
 
 CHROMA = Path(sys.executable).with_name("chroma")
@@ -72,17 +71,15 @@ while time.monotonic() < deadline:
 """
 
 
+@pytest.mark.slow
 def test_ingest_through_a_chroma_server_while_another_process_queries(
     chroma_server: int,
     tmp_path: Path,
-    data_dir: Path,
     embed: MiniLMEmbedding,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(ingest, "BATCH_PAPERS", 4)  # several writes, so the querier sees them land
-    source = tmp_path / "in.jsonl"
-    with gzip.open(data_dir / "arxiv-cs-75k.kaggle.jsonl.gz", "rb") as lines:
-        source.write_bytes(b"".join(itertools.islice(lines, PAPERS)))
+    source = papers_file(tmp_path / "in.jsonl", PAPERS)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     querier = subprocess.Popen(
         [sys.executable, "-c", QUERIER, str(tmp_path / "querier"), str(chroma_server), str(PAPERS)],
@@ -117,6 +114,7 @@ def test_ingest_through_a_chroma_server_while_another_process_queries(
     assert store.describe()["store"] == f"http://127.0.0.1:{chroma_server} (arxiv_abstracts)"
 
 
+@pytest.mark.slow
 def test_a_query_never_creates_or_seeds_a_server_collection(
     chroma_server: int, tmp_path: Path, embed: MiniLMEmbedding, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -143,6 +141,7 @@ def test_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
         Store.from_settings(settings.store, MODEL_ID, create=True)
 
 
+@pytest.mark.slow
 def test_query_of_a_missing_collection_says_to_ingest(chroma_server: int, tmp_path: Path) -> None:
     settings = server_settings(tmp_path / "local", chroma_server)
     with pytest.raises(StoreError, match="has no collection 'arxiv_abstracts'"):

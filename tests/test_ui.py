@@ -238,6 +238,7 @@ def _set_slider(page: Any, elem: str, value: int) -> None:
     raise AssertionError(f"the slider {elem} never took the value {value}")
 
 
+@pytest.mark.slow
 def test_browser_answer_cites_with_links_and_lists_sources(page: Any, tmp_path: Path) -> None:
     assert "extractive" in page.locator("#header").inner_text()
     page.get_by_text("Search settings").click()
@@ -265,6 +266,7 @@ def test_browser_answer_cites_with_links_and_lists_sources(page: Any, tmp_path: 
     assert page.locator("#chat .message-row").count() == 0
 
 
+@pytest.mark.slow
 def test_browser_renders_html_in_abstracts_inert(page: Any) -> None:
     reply = _ask(page, EVIL_QUESTION)
     page.locator(f'#sources .aa-source[data-arxiv-id="{EVIL_ID}"]').wait_for()
@@ -282,6 +284,7 @@ def test_browser_renders_html_in_abstracts_inert(page: Any) -> None:
         assert page.locator(selector).count() == 0, selector
 
 
+@pytest.mark.slow
 def test_gradio_client_chat_endpoint(server: str) -> None:
     from gradio_client import Client
 
@@ -338,6 +341,7 @@ def call_chat(server: str, **kwargs: Any) -> tuple[str, Any]:
     return event.removeprefix("event: "), json.loads(payload.removeprefix("data: "))
 
 
+@pytest.mark.slow
 def test_chat_endpoint_answers_bad_values_in_one_line(server: str, server_log: Path) -> None:
     for call, message in HOSTILE_CALLS:
         event, data = call_chat(server, **{"message": "What is AdaScale SGD?", **call})
