@@ -40,6 +40,10 @@ run: install
 test: dev chromium
 	$(PY) -m pytest -q
 
+# The unit tier: every test not marked slow (real processes, servers, a browser, a local model, fuzzing).
+test-fast: dev
+	$(PY) -m pytest -q -m "not slow"
+
 # Property-based fuzzing at full strength (`make test` runs the same properties with fewer examples).
 fuzz: dev
 	ASSISTANT_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_fuzz.py

@@ -37,7 +37,7 @@ def chroma_server(tmp_path: Path) -> Iterator[int]:
     port = free_port()
     argv = [CHROMA, "run", "--path", tmp_path / "server-data", "--host", "127.0.0.1", "--port", port]
     heartbeat = f"http://127.0.0.1:{port}/api/v2/heartbeat"
-    with running([str(a) for a in argv], heartbeat, tmp_path / "chroma.log", timeout=30):
+    with running([str(a) for a in argv], heartbeat, tmp_path / "chroma.log", timeout=90):
         yield port
 
 

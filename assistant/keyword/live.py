@@ -183,11 +183,10 @@ class KeywordIndex:
         now = self.store.generation()
         if now != current.generation and self._lock.acquire(blocking=False):
             try:
-                latest = self._snapshot or current
-                if latest.generation != now:  # else another question just did it
-                    segments = _with_changes(self.store, list(latest.segments), latest.generation, now)
-                    self._snapshot = Snapshot.of(segments, now, latest)
-                current = self._snapshot
+                current = self._snapshot or current
+                if current.generation != now:  # else another question just did it
+                    segments = _with_changes(self.store, list(current.segments), current.generation, now)
+                    current = self._snapshot = Snapshot.of(segments, now, current)
             finally:
                 self._lock.release()
             self._merge_in_background()
