@@ -15,7 +15,8 @@ GGML_FEATURES := $(foreach pair,$(GGML_PAIRS),$(if $(filter $(word 1,$(subst :, 
 	-DGGML_$(word 2,$(subst :, ,$(pair)))=ON))
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF $(if $(filter amx_int8,$(CPU_FLAGS)),-DGGML_NATIVE=OFF $(GGML_FEATURES))
 
-.PHONY: run install dev chromium test fuzz lint format bench-retrieval bench-ingest bench-llm bench-answers bench-load clean-store
+.PHONY: run install dev chromium test test-fast fuzz lint format bench-retrieval bench-ingest bench-llm bench-answers \
+	bench-load bench-ingest-latency clean-store
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -48,6 +49,10 @@ run: install
 test: dev chromium
 	$(PY) -m pytest -q
 
+# The unit tier: every test not marked slow (real processes, servers, a browser, a local model, fuzzing).
+test-fast: dev
+	$(PY) -m pytest -q -m "not slow"
+
 # Property-based fuzzing at full strength (`make test` runs the same properties with fewer examples).
 fuzz: dev
 	ASSISTANT_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_fuzz.py
@@ -78,6 +83,11 @@ bench-answers: dev
 
 bench-load: dev
 	$(PY) bench/load.py
+
+# Question latency in server mode while another process ingests 5,000 papers (builds the 75k server
+# store once, under nice: 35-60 min of CPU; kept in /tmp/arxiv-assistant-bench/server-75k).
+bench-ingest-latency: dev
+	$(PY) bench/ingest_latency.py
 
 clean-store:
 	find index_store -mindepth 1 ! -name .gitkeep ! -name README.md -delete

@@ -17,6 +17,8 @@ from assistant.schema import Paper
 
 # Only these reach the embedding and the LLM; the rest is for filters and display.
 _TEXT_KEYS = ("title",)
+# How llama-index writes the title before each chunk's text (its default metadata template).
+TITLE_PREFIX = "title: "
 
 
 def _token_ids(text: str) -> list[int]:
@@ -83,21 +85,19 @@ class Chunker:
 
     def __init__(self, settings: ChunkingSettings) -> None:
         self.settings = settings
-        self._splitter = SentenceSplitter(
-            chunk_size=settings.chunk_tokens,
-            chunk_overlap=min(settings.overlap_tokens, settings.chunk_tokens // 2),
-            tokenizer=_token_ids,
-        )
+        # Chunk sizes depend on each title's length: one splitter per size, made once.
+        self._splitters: dict[int, SentenceSplitter] = {}
 
     def nodes(self, paper: Paper) -> list[TextNode]:
         """Return the chunks of one paper as nodes with ids `ID#0`, `ID#1`, ..."""
         meta = paper_metadata(paper, self.settings)
-        title = paper.title if self.settings.include_title else None
-        texts = (
-            self._splitter.split_text_metadata_aware(paper.abstract, f"title: {title}")
-            if title
-            else self._splitter.split_text(paper.abstract)
-        ) or [paper.abstract]
+        title = None
+        room = self.settings.chunk_tokens
+        if self.settings.include_title and paper.title:
+            title = fit_title(paper.title, self.settings.chunk_tokens // 2 - len(_token_ids(TITLE_PREFIX)))
+            meta["title"] = title
+            room -= len(_token_ids(f"{TITLE_PREFIX}{title}"))  # as llama-index's metadata-aware split counts
+        texts = self._splitter(room).split_text(paper.abstract) or [paper.abstract]
         hidden = [k for k in meta if k not in _TEXT_KEYS or not title]
         return [
             TextNode(
@@ -109,6 +109,27 @@ class Chunker:
             )
             for i, text in enumerate(texts)
         ]
+
+    def _splitter(self, room: int) -> SentenceSplitter:
+        """Return a splitter into chunks of at most `room` word pieces.
+
+        Not `split_text_metadata_aware`: it raises for a title longer than the chunk and prints to
+        stdout when under 50 word pieces are left, which would break the ingest's summary line.
+        """
+        if room not in self._splitters:
+            overlap = min(self.settings.overlap_tokens, room // 2)
+            self._splitters[room] = SentenceSplitter(
+                chunk_size=room, chunk_overlap=overlap, tokenizer=_token_ids
+            )
+        return self._splitters[room]
+
+
+def fit_title(title: str, limit: int) -> str:
+    """Return `title`, cut after its first `limit` word pieces if it is longer (a record gone wrong)."""
+    encoding = load_tokenizer().encode(title, add_special_tokens=False)
+    if len(encoding.ids) <= limit:
+        return title
+    return title[: encoding.offsets[limit - 1][1]].rstrip()
 
 
 def embed_text(node: TextNode) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import sys
@@ -13,22 +14,15 @@ from typing import Any
 from assistant import bibliography
 from assistant.config import Settings
 from assistant.errors import AssistantError, InputError
+from assistant.inert import safe
 from assistant.papers import passage_record
 from assistant.render import timing_text
 from assistant.retrieval import RETRIEVERS
 from assistant.schema import Answer, Paper, Passage
 from assistant.sources import FORMATS
 
-# Terminal control characters from an abstract must not reach the terminal (escape sequences):
-# C0 but tab and newline, DEL, and C1 (U+009B is a one-character CSI on many terminals).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # JSON escapes C0 itself; with ensure_ascii=False it would let DEL and C1 through raw.
 _JSON_UNSAFE = re.compile(r"[\x7f-\x9f]")
-
-
-def safe(text: str) -> str:
-    """Make untrusted text inert on a terminal."""
-    return _CONTROL.sub("", text)
 
 
 def to_json(data: Any) -> str:
@@ -188,21 +182,21 @@ def _settings(args: argparse.Namespace) -> Settings:
         config=args.config,
         overrides={
             "store.path": args.store,
-            "retrieval.top_k": getattr(args, "top_k", None),
-            "retrieval.retriever": getattr(args, "retriever", None),
             "answer.llm": getattr(args, "llm", None),
             "serve.concurrency": getattr(args, "concurrency", None),
         },
     )
 
 
-def _filters(args: argparse.Namespace) -> dict[str, Any]:
-    return {
+def _search(args: argparse.Namespace) -> dict[str, Any]:
+    # Passed as given: `Assistant` checks them as it checks every other entry point's (limits.py).
+    filters = {
         "categories": args.category or (),
         "since": args.since,
         "until": args.until,
         "author": args.author,
     }
+    return {"top_k": args.top_k, "retriever": getattr(args, "retriever", None), "filters": filters}
 
 
 def format_sources(result: Answer) -> str:
@@ -271,10 +265,10 @@ def _ask(args: argparse.Namespace) -> int:
 
     bot = Assistant(_settings(args))
     if args.json:
-        result = bot.ask(args.question, filters=_filters(args))
+        result = bot.ask(args.question, **_search(args))
         print(to_json(bibliography.answer_json(result)))
         return 0
-    show_stream(bot.stream(args.question, filters=_filters(args)))
+    show_stream(bot.stream(args.question, **_search(args)))
     return 0
 
 
@@ -297,6 +291,9 @@ def _chat(args: argparse.Namespace) -> int:
 
     bot = Assistant(_settings(args))
     history: list[Answer] = []
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        # Bytes that are not UTF-8 reach the question check as lone surrogates, which says so in one line.
+        sys.stdin.reconfigure(errors="surrogateescape")
     print(
         "Ask about the indexed abstracts; follow-ups may say 'it'. An empty line or Ctrl-D ends.",
         file=sys.stderr,
@@ -309,7 +306,7 @@ def _chat(args: argparse.Namespace) -> int:
         if not question.strip():
             return 0
         try:
-            history.append(show_stream(bot.stream(question, history=history, filters=_filters(args))))
+            history.append(show_stream(bot.stream(question, history=history, **_search(args))))
             print()
         except AssistantError as exc:
             warn(f"assistant: {exc}")
@@ -331,7 +328,8 @@ def _similar(args: argparse.Namespace) -> int:
     from assistant.pipeline import Assistant
 
     bot = Assistant(_settings(args))
-    found = bot.similar(args.id, filters=_filters(args))
+    search = _search(args)
+    found = bot.similar(args.id, search["top_k"], filters=search["filters"])
     if args.json:
         print(to_json([passage_record(p) for p in found]))
     elif found:

@@ -23,6 +23,8 @@ LARGEST_CALIBRATED = 75_000
 # before its first word (README "Answering with a language model"); hosted models write syntheses.
 LOCAL_BUDGET = (160, 200)
 HOSTED_BUDGET = (400, 1500)
+# Most papers one question may retrieve, wherever it comes from (a flag, the API, the page).
+MAX_TOP_K = 100
 # Unknown names that look like a secret put inline: refused with a pointer to the safe places.
 _SECRET_NAME = re.compile(r"(^|_)(api_?key|key|token|secret|password)$", re.IGNORECASE)
 
@@ -80,7 +82,7 @@ class ChunkingSettings(Section):
 
 
 class RetrievalSettings(Section):
-    top_k: int = setting(5, "papers retrieved per question", "ASSISTANT_TOP_K", ge=1, le=100)
+    top_k: int = setting(5, "papers retrieved per question", "ASSISTANT_TOP_K", ge=1, le=MAX_TOP_K)
     retriever: Literal["dense", "bm25", "hybrid"] = setting(
         "hybrid", "dense (MiniLM), bm25 (keywords) or hybrid (both, fused)", "ASSISTANT_RETRIEVER"
     )

@@ -18,7 +18,8 @@ from assistant import keyword
 from assistant.config import Settings
 from assistant.embeddings import MODEL_ID
 from assistant.errors import AssistantError
-from assistant.store import CHROMA_FILE, KEYWORD_POINTER, MODEL_KEY, SCAN_PAGE, Store, leftovers, writable
+from assistant.keyword.files import MANIFEST, Files
+from assistant.store import CHROMA_FILE, MODEL_KEY, SCAN_PAGE, Store, leftovers, writable
 
 # Chroma tables a store cannot work without.
 TABLES = ("collections", "collection_metadata", "segments", "embeddings", "embedding_metadata")
@@ -122,9 +123,8 @@ def repair(settings: Settings, report: Diagnosis) -> list[str]:
             "ingest their source again to add them back"
         )
     if any(f.fixable and not f.ok for f in report.findings):
-        generation = store.generation()  # read first: a write meanwhile leaves the index marked stale
-        store.save_keyword_index(keyword.build(store), generation)
-        done.append(f"rebuilt the keyword index over {store.count()} chunks")
+        chunks = len(keyword.rebuild(store).live_ids())
+        done.append(f"rebuilt the keyword index over {chunks} chunks")
     return done
 
 
@@ -281,28 +281,37 @@ def _vectors(store: Store, ids: list[str], report: Diagnosis, settings: Settings
 
 
 def _keyword_index(store: Store, ids: list[str], report: Diagnosis, settings: Settings) -> None:
-    """Check that the keyword (BM25) index exists, loads, and covers exactly the stored chunks."""
+    """Check that the keyword (BM25) index exists, loads, is this store's and finds every stored chunk."""
     fix = f"`assistant doctor --store {store.where} --fix` rebuilds it from the store"
     if not ids:
         report.ok("keyword index", "the store is empty: nothing to index")
         return
-    found = store.load_keyword_index()
-    pointer = Path(store.path) / KEYWORD_POINTER
-    if found is None:
-        what = "cannot be loaded (damaged files)" if pointer.exists() else "is missing"
-        report.problem("keyword index", f"{pointer} {what}", fix, fixable=True)
+    files = Files(store.path)
+    manifest = files.read()
+    where = files.folder / MANIFEST
+    segments = [s for name in manifest.segments if (s := files.load(name))] if manifest else []
+    if manifest is None or len(segments) != len(manifest.segments):
+        what = "cannot be loaded (damaged files)" if where.exists() else "is missing"
+        report.problem("keyword index", f"{where} {what}", fix, fixable=True)
         return
-    bm25, built_at = found
-    indexed = {entry["node_id"] for entry in bm25.corpus}
+    if manifest.collection != store.identity:
+        report.problem(
+            "keyword index", f"{where} indexes another store (made before this one)", fix, fixable=True
+        )
+        return
+    index = keyword.Snapshot.of(segments, manifest.generation)
+    missing = set(ids) - index.live_ids()
     generation = store.generation()
-    if built_at != generation:
-        detail = f"built at store generation {built_at}, the store is at {generation} (stale)"
+    if manifest.generation != generation:
+        detail = f"built at store generation {manifest.generation}, the store is at {generation} (stale)"
         report.problem("keyword index", detail, fix, fixable=True)
-    elif indexed != set(ids):
-        detail = f"out of step: it holds {len(indexed)} chunks, the store {len(ids)}"
+    elif missing:
+        detail = f"out of step: {len(missing)} of the store's {len(ids)} chunks are not in it"
         report.problem("keyword index", detail, fix, fixable=True)
     else:
-        report.ok("keyword index", f"{len(indexed)} chunks, up to date")
+        gone = len(index.live_ids() - set(ids))
+        later = f"; {gone} deleted chunks still in it go at its next merge" if gone else ""
+        report.ok("keyword index", f"{len(ids)} chunks in {len(segments)} segments, up to date{later}")
 
 
 def _plain(exc: AssistantError, where: str) -> str:

@@ -5,24 +5,28 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import http.client
+import json
+import os
 import re
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from assistant import keyword
+from assistant import keyword, store_errors
 from assistant.config import FetchSettings
-from assistant.errors import FetchError, InputError, SourceError
+from assistant.errors import FetchError, InputError, SourceError, StoreError
 from assistant.ingest import BATCH_PAPERS, Ingester, IngestReport, batches
 from assistant.schema import BadRecord, Paper
 from assistant.sources.atom import parse_atom
 from assistant.sources.ids import normalize_id
 from assistant.sources.oai import parse_oai
 from assistant.sources.xmlstream import PageInfo
-from assistant.store import Store
+from assistant.store import HARVESTS, Store
 
 USER_AGENT = "arxiv-assistant/0.1 (Python urllib)"
 # Answers that mean "busy, ask again later"; arXiv sends 503 with Retry-After when overloaded.
@@ -176,6 +180,43 @@ def _day(value: str | None, flag: str) -> str | None:
         raise InputError(f"{flag} {value!r} is not a date; give it as YYYY-MM-DD") from None
 
 
+class HarvestState:
+    """Where each interrupted OAI-PMH harvest into a store left off: {harvest key: resumptionToken}."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / HARVESTS
+
+    def _saved(self) -> dict[str, Any]:
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}  # no harvest was interrupted here (an unreadable file means: start over)
+        return saved if isinstance(saved, dict) else {}
+
+    def token(self, key: str) -> str | None:
+        """Return the resumptionToken an interrupted harvest `key` left off at, or None."""
+        token = self._saved().get(key)
+        return token if isinstance(token, str) else None
+
+    def save(self, key: str, token: str | None) -> None:
+        """Record where harvest `key` goes on (None: it is complete), atomically."""
+        saved = self._saved()
+        if token:
+            saved[key] = token
+        else:
+            saved.pop(key, None)
+        tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
+        try:
+            tmp.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            todo = store_errors.file_todo(exc, str(self.path.parent))
+            raise StoreError(
+                f"{self.path}: cannot save where the harvest left off ({exc.strerror or exc}); {todo}"
+            ) from None
+
+
 class OaiHarvest:
     """One OAI-PMH harvest, resumable: each stored page's resumptionToken is saved in the store."""
 
@@ -191,7 +232,7 @@ class OaiHarvest:
     ) -> None:
         self.client = client
         self.base = settings.oai_url
-        self.store = store
+        self.state = HarvestState(store.path)
         wanted = {
             "metadataPrefix": prefix or settings.oai_format,
             "set": oai_set,
@@ -204,7 +245,7 @@ class OaiHarvest:
 
     def pages(self, note: Note) -> Iterator[Page]:
         """Yield the harvest's pages, from the saved resumptionToken if an earlier run was interrupted."""
-        token = self.store.harvest_token(self.key)
+        token = self.state.token(self.key)
         if token:
             note(f"resuming the interrupted harvest ({self.key}) at its saved resumptionToken")
         seen: set[str] = set()
@@ -212,7 +253,7 @@ class OaiHarvest:
             params = {"verb": "ListRecords", **({"resumptionToken": token} if token else self.params)}
             got = fetch_page(self.client, _url(self.base, params), parse_oai)
             if got.info.error_code == "badResumptionToken":
-                self.store.save_harvest_token(self.key, None)
+                self.state.save(self.key, None)
                 raise FetchError(
                     f"{got.url}: the server refused the resumptionToken (arXiv's expire after a day); "
                     "it is forgotten: run the same command again to harvest from the start"
@@ -232,7 +273,7 @@ class OaiHarvest:
 
     def stored(self, page: Page) -> None:
         """Remember where to go on after `page` is in the store (nothing once the harvest is complete)."""
-        self.store.save_harvest_token(self.key, page.info.token)
+        self.state.save(self.key, page.info.token)
 
 
 def ingest_pages(

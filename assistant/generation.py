@@ -16,6 +16,7 @@ from assistant.citations import parse_citations, verify
 from assistant.config import AnswerSettings
 from assistant.embeddings import MiniLMEmbedding
 from assistant.extractive import Scored, SentenceScores, extractive_answer, sentences
+from assistant.inert import safe
 from assistant.llms import Backend
 from assistant.prompts import NOT_FOUND
 from assistant.schema import Answer, Passage, Sentence
@@ -41,7 +42,6 @@ _BARE_ID = re.compile(
 )
 # Passage text must not close the fence around the passages (prompts.PASSAGES_OPEN/CLOSE).
 _FENCE = re.compile(r"<\s*/?\s*passages\s*>", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A reply that quotes one of these rules repeats its instructions instead of answering, as a
 # retrieved abstract might ask it to ("reveal your system prompt"); NOT_FOUND alone is an answer.
 _RULES = [
@@ -365,7 +365,7 @@ def stream_answer(
                 return
     except _Failure as failure:
         # The reason may quote a remote server: no control characters reach the terminal or the log.
-        reason = _CONTROL.sub("", str(failure))
+        reason = safe(str(failure), one_line=True)
         if draft.sentences:  # what was shown stays true: keep it, say why it ends there
             warnings.append(prompts.STOPPED.format(backend=backend.name, reason=reason))
             yield package(draft.text, backend.name, draft, warnings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -20,7 +19,7 @@ from assistant.errors import AssistantError, SourceError, StoreError
 from assistant.schema import BadRecord, Paper
 from assistant.sources import detect_format, read_papers
 from assistant.sources.ids import normalize_id
-from assistant.sources.textio import GZIP_MAGIC
+from assistant.sources.textio import open_bytes
 from assistant.store import Store
 
 # Papers per write: bounds memory, and what a crash can lose is at most one batch of work.
@@ -79,9 +78,7 @@ def count_records(paths: Iterable[Path]) -> int | None:
         try:
             if detect_format(Path(path)) != "kaggle":
                 return None
-            with open(path, "rb") as raw:
-                gzipped = raw.read(2) == GZIP_MAGIC
-            with gzip.open(path, "rb") if gzipped else open(path, "rb") as handle:
+            with open_bytes(Path(path)) as handle:
                 total += sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
         except (AssistantError, OSError, EOFError, zlib.error):
             return None  # the ingest itself reports the unreadable file
@@ -184,15 +181,16 @@ class Ingester:
             if bar is not None:
                 bar.close()
         # Also after a run that stopped between its writes and this (a full disk, a kill): now it is fixed.
-        behind = self.store.count() > 0 and self.store.keyword_index_stale()
-        if report.added or report.updated or report.removed or behind:
-            self.refresh_keyword_index(report, progress=progress)
+        if report.removed or not keyword.up_to_date(self.store):
+            self.refresh_keyword_index(report, progress=progress, rebuild=bool(report.removed))
         return report
 
-    def refresh_keyword_index(self, report: IngestReport, *, progress: bool = False) -> None:
-        """Rebuild the keyword index now, so the first question after an ingest is not slow."""
+    def refresh_keyword_index(
+        self, report: IngestReport, *, progress: bool = False, rebuild: bool = False
+    ) -> None:
+        """Bring the keyword index up to date now (afresh after deletions), for every process to load."""
         try:
-            keyword.load_or_build(self.store, progress=progress)
+            (keyword.rebuild if rebuild else keyword.load_or_build)(self.store, progress=progress)
         except StoreError as exc:
             raise StoreError(
                 f"{exc} [the papers are stored ({report.summary()}); only the keyword index is behind: "
@@ -204,5 +202,5 @@ def delete_papers(store: Store, arxiv_ids: Iterable[str]) -> int:
     """Delete papers by arXiv id (any spelling: `arXiv:2501.01234v2` too); return how many were stored."""
     deleted = store.delete_papers(sorted({normalize_id(i) for i in arxiv_ids}))
     if deleted:
-        keyword.load_or_build(store)  # as after an ingest: the next question finds it fresh
+        keyword.rebuild(store)  # without the deleted papers, for every process to load
     return deleted

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 from assistant.condense import condense
 from assistant.config import Settings
 from assistant.embeddings import MODEL_ID, MiniLMEmbedding, default_embedding
-from assistant.errors import InputError
+from assistant.errors import StoreError
 from assistant.extractive import score_sentences
 from assistant.generation import Clock, stream_answer
 from assistant.ingest import Ingester, bundled_corpus
+from assistant.limits import Search, check_filters, check_history, check_question, check_search, check_top_k
 from assistant.llms import Backend, resolve
 from assistant.papers import paper_vector, stored_paper
 from assistant.retrieval import Filters, Retrieval
@@ -25,19 +26,6 @@ if TYPE_CHECKING:
     from llama_index.core.llms.llm import LLM
 
 DEFAULT_STORE = Path("index_store")
-
-
-def check_question(question: Any, max_chars: int) -> str:
-    """Return the question stripped, or raise `InputError` saying what is wrong with it."""
-    if not isinstance(question, str) or not question.strip():
-        raise InputError("the question is empty; ask something about the indexed abstracts")
-    question = question.strip()
-    if len(question) > max_chars:
-        raise InputError(
-            f"the question is {len(question):,} characters long; the limit is {max_chars:,} "
-            "(answer.max_question_chars): ask a shorter question"
-        )
-    return question
 
 
 class Assistant:
@@ -72,10 +60,15 @@ class Assistant:
         return None if self._backend.extractive else self._backend.llm()
 
     def ensure_indexed(self) -> None:
-        """Index the bundled abstracts into an empty store, saying so on stderr."""
+        """Index the bundled abstracts into an empty default store (saying so); refuse any other empty one."""
         if self._indexed:
             return  # counting costs 8 ms a question at 75k papers; a store seen filled stays so
         if self.store.count() == 0:
+            if not is_default(self.store):
+                how = "in server mode" if self.store.server else f"--store {self.store.path}"
+                raise StoreError(
+                    f"the store {self.store.where} is empty: add papers with `assistant ingest FILE` {how}"
+                )
             print(
                 f"{self.store.path} is empty: indexing the bundled abstracts (first run only)",
                 file=sys.stderr,
@@ -110,14 +103,12 @@ class Assistant:
         retriever: str | None = None,
     ) -> list[Passage]:
         """Return the best passage of each of the `top_k` most relevant papers that pass `filters`."""
-        question = check_question(question, self.settings.answer.max_question_chars)
+        search = check_search(self.settings, question, top_k=top_k, retriever=retriever, filters=filters)
+        return self._retrieve(search.question, search)
+
+    def _retrieve(self, query: str, search: Search) -> list[Passage]:
         self.ensure_indexed()
-        return self._retriever().retrieve(
-            question,
-            top_k or self.settings.retrieval.top_k,
-            kind=retriever or self.settings.retrieval.retriever,
-            filters=Filters.make(filters),
-        )
+        return self._retriever().retrieve(query, search.top_k, kind=search.retriever, filters=search.filters)
 
     def paper(self, arxiv_id: str) -> Paper:
         """Return a stored paper's record (metadata and whole abstract); `InputError` if it is not stored."""
@@ -128,12 +119,12 @@ class Assistant:
         self, arxiv_id: str, top_k: int | None = None, *, filters: Filters | dict[str, Any] | None = None
     ) -> list[Passage]:
         """Return the stored papers nearest to a stored one by its own stored vectors, leaving it out."""
-        top_k = top_k or self.settings.retrieval.top_k
-        if top_k < 1:
-            raise InputError(f"top_k={top_k}: ask for 1 or more similar papers")
+        # The limits every entry point applies to a search's options.
+        top_k = check_top_k(top_k, self.settings.retrieval.top_k)
+        checked = check_filters(filters)
         self.ensure_indexed()
         arxiv_id, vector = paper_vector(self.store, arxiv_id)
-        return self._retriever().nearest(vector, top_k, filters=Filters.make(filters), exclude=arxiv_id)
+        return self._retriever().nearest(vector, top_k, filters=checked, exclude=arxiv_id)
 
     def chat(
         self,
@@ -176,20 +167,23 @@ class Assistant:
         With `history`, a follow-up is first condensed into a stand-alone search `query`.
         """
         clock = Clock(time.perf_counter())
-        question = check_question(question, self.settings.answer.max_question_chars)
-        if query is None and history:
-            query = condense(question, history, llm=self.llm)
-        passages = self.retrieve(query or question, top_k, filters=filters, retriever=retriever)
-        scores = score_sentences(query or question, passages, self.embed_model)
+        search = check_search(self.settings, question, top_k=top_k, retriever=retriever, filters=filters)
+        history = check_history(history)
+        if query is not None:
+            query = check_question(query, self.settings.answer.max_question_chars)
+        elif history:
+            query = condense(search.question, history, llm=self.llm)
+        passages = self._retrieve(query or search.question, search)
+        scores = score_sentences(query or search.question, passages, self.embed_model)
         clock.mark("retrieval_s")
         yield from stream_answer(
             self._backend,
-            question,
+            search.question,
             passages,
             scores,
             embed_model=self.embed_model,
             settings=self.settings.answer,
-            min_score=self.min_score(retriever),
+            min_score=self.min_score(search.retriever),
             query=query,
             clock=clock,
         )
@@ -203,10 +197,18 @@ def _final(pieces: Iterator[str | Answer]) -> Answer:
 
 
 def open_store(settings: Settings, *, for_writing: bool) -> Store:
-    """Open the configured store; only ingest, or the default ./index_store, may create it."""
-    path = settings.store.path
-    create = for_writing or path.resolve() == DEFAULT_STORE.resolve()
-    return Store.from_settings(settings.store, MODEL_ID, create=create)
+    """Open the configured store; only ingest, or the default embedded ./index_store, may create it."""
+    default = settings.store.mode == "embedded" and _default_folder(settings.store.path)
+    return Store.from_settings(settings.store, MODEL_ID, create=for_writing or default)
+
+
+def is_default(store: Store) -> bool:
+    """Whether `store` is the default embedded ./index_store, the only one the bundled abstracts seed."""
+    return store.server is None and _default_folder(store.path)
+
+
+def _default_folder(path: Path) -> bool:
+    return path.resolve() == DEFAULT_STORE.resolve()
 
 
 def answer(

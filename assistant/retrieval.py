@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,6 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms import MockLLM
 from llama_index.core.retrievers import BaseRetriever, QueryFusionRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle
-from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from assistant import keyword
 from assistant.chunking import date_number
@@ -122,39 +120,6 @@ def _category_match(category: str, entry: dict[str, Any]) -> bool:
     return category in (entry.get("categories") or ())
 
 
-class KeywordRetriever(BaseRetriever):
-    """llama-index's BM25Retriever over the persisted index, hits re-read from Chroma whole."""
-
-    def __init__(self, store: Store, bm25: Any, top_k: int, mask: np.ndarray | None) -> None:
-        from llama_index.retrievers.bm25 import BM25Retriever
-
-        self._store = store
-        # Built per query: with an existing index the constructor is cheap (no re-indexing).
-        self._bm25 = BM25Retriever(
-            existing_bm25=bm25,
-            stemmer=keyword.stemmer(),
-            similarity_top_k=min(top_k, len(bm25.corpus)),
-            token_pattern=keyword.TOKEN_PATTERN,
-            corpus_weight_mask=None if mask is None else mask.tolist(),
-        )
-        super().__init__()
-
-    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = [h for h in self._bm25.retrieve(query_bundle) if (h.score or 0) > 0]
-        records = self._store.get_chunks([h.node.node_id for h in hits])
-        # The same node objects as dense retrieval builds, so fusion sees one node, not two.
-        return [
-            NodeWithScore(
-                node=metadata_dict_to_node(
-                    records[h.node.node_id]["metadata"], text=records[h.node.node_id]["document"]
-                ),
-                score=h.score,
-            )
-            for h in hits
-            if h.node.node_id in records
-        ]
-
-
 class Retrieval:
     """Dense, BM25 or hybrid retrieval with filters; each passage scored by cosine to the question."""
 
@@ -171,19 +136,11 @@ class Retrieval:
         self.fusion = fusion
         self.dense_weight = dense_weight
         self._index = VectorStoreIndex.from_vector_store(store.vector_store(), embed_model=embed_model)
-        self._bm25: Any = None
-        self._bm25_generation = -1
-        # The web app retrieves from several threads: only one may (re)build the keyword index.
-        self._bm25_lock = threading.Lock()
+        self.keywords = keyword.KeywordIndex(store)
 
-    def keyword_index(self) -> Any:
-        """Return the BM25 index, rebuilt when the store changed since it was built."""
-        with self._bm25_lock:
-            generation = self.store.generation()
-            if self._bm25 is None or generation != self._bm25_generation:
-                self._bm25 = keyword.load_or_build(self.store)
-                self._bm25_generation = generation
-            return self._bm25
+    def keyword_index(self) -> keyword.Snapshot:
+        """Return the BM25 index to search now, with every chunk written so far (see `KeywordIndex`)."""
+        return self.keywords.snapshot()
 
     def _dense(self, n: int, where: dict[str, Any] | None) -> BaseRetriever:
         kwargs = {"vector_store_kwargs": {"where": where}} if where else {}
@@ -199,13 +156,13 @@ class Retrieval:
         selection = self._select(filters or Filters(), kind)
         if selection is None:
             return []
-        where, mask = selection
+        index, where, mask = selection
         bundle = QueryBundle(query, embedding=self.embed_model.get_query_embedding(query))
         retrievers: list[BaseRetriever] = []
         if kind in ("dense", "hybrid"):
             retrievers.append(self._dense(n, where))
-        if kind in ("bm25", "hybrid"):
-            retrievers.append(KeywordRetriever(self.store, self.keyword_index(), n, mask))
+        if index is not None and kind in ("bm25", "hybrid"):
+            retrievers.append(keyword.KeywordRetriever(self.store, index, n, mask))
         if len(retrievers) == 1:
             hits = retrievers[0].retrieve(bundle)
         else:
@@ -233,7 +190,7 @@ class Retrieval:
         selection = self._select(filters or Filters(), "dense")
         if selection is None:
             return []
-        where, _ = selection
+        _, where, _ = selection
         others = {"arxiv_id": {"$ne": exclude}}
         where = {"$and": [where, others]} if where else others
         # Python floats: Chroma refuses numpy ones.
@@ -241,18 +198,23 @@ class Retrieval:
         hits = self._dense(top_k * OVERFETCH, where).retrieve(query)
         return self._passages(hits, vector, top_k)
 
-    def _select(self, filters: Filters, kind: str) -> tuple[dict[str, Any] | None, np.ndarray | None] | None:
-        """Return the Chroma `where` and the keyword-index mask of `filters`; None when no paper passes."""
+    def _select(
+        self, filters: Filters, kind: str
+    ) -> tuple[Any, dict[str, Any] | None, np.ndarray | None] | None:
+        """Return the keyword index `kind` needs (or None), the Chroma `where` and the index's mask of
+        `filters`; None when no paper passes them."""
         mask = None
         author_ids = None
-        if filters and (kind != "dense" or filters.author):
-            corpus = self.keyword_index().corpus
+        # One snapshot for the whole question: a mask made over one would not fit a newer one.
+        index = self.keyword_index() if kind != "dense" or filters.author else None
+        if filters and index is not None:
+            corpus = index.corpus
             mask = np.fromiter((filters.matches(e) for e in corpus), dtype=np.int8, count=len(corpus))
             if not mask.any():
                 return None
             if filters.author:
                 author_ids = sorted({corpus[i]["arxiv_id"] for i in np.flatnonzero(mask)})
-        return filters.where(author_ids), mask
+        return index, filters.where(author_ids), mask
 
     def _passages(self, hits: Sequence[NodeWithScore], query_vector: Any, top_k: int) -> list[Passage]:
         best: dict[str, NodeWithScore] = {}

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -25,21 +23,27 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 CHROMA_FILE = "chroma.sqlite3"
 MODEL_KEY = "embed_model"
 GENERATION_KEY = "generation"
-KEYWORD_POINTER = "keyword_index.json"
-# Where an interrupted OAI-PMH harvest left off: {harvest key: last resumptionToken}.
-HARVESTS = "oai_harvests.json"
+# Each chunk's stamp: the change counter's value once the write that stored it is done, so "written
+# since generation G" (`changed_since`) is a change feed every process can read, on a server too.
+WRITTEN_KEY = "written"
+# What other modules keep in the store's folder beside the database; they own what is inside.
+KEYWORD_FOLDER = "keyword"  # the keyword index (keyword/)
+HARVESTS = "oai_harvests.json"  # where interrupted OAI-PMH harvests left off (fetch.py)
+OLD_KEYWORD = "keyword_index.json"  # the keyword index before it had a folder; replaced on first use
 # Chunks read per page when scanning the whole collection (bounded memory per page). Each Chroma
 # `get` of documents and metadata briefly needs ~25 KB of native memory per chunk, which the
 # allocator keeps: 5,000 a page cost ~270 MB more peak RSS than 1,000 in a 125k-chunk keyword
 # build, and 1,000 is no slower (offsets cost nothing measurable).
 SCAN_PAGE = 1000
+# A page of chunks: their ids, documents and metadata.
+Page = tuple[list[str], list[str], list[dict[str, Any]]]
 
 
 class Store:
     """One Chroma collection of abstract chunks, keyed `ARXIV_ID#CHUNK`, built by one embedding model.
 
     Embedded mode keeps the vectors in the folder `path`; server mode (`server=(host, port)`) talks
-    to `chroma run` over HTTP and keeps only the derived files (keyword index, harvest state) in `path`.
+    to `chroma run` over HTTP and `path` holds only what other modules derive (`KEYWORD_FOLDER`, `HARVESTS`).
     """
 
     def __init__(
@@ -93,12 +97,7 @@ class Store:
 
     def _server_collection(self, create: bool) -> Any:
         try:
-            if not create and self._name not in {c.name for c in self._client.list_collections()}:
-                raise StoreError(
-                    f"the Chroma server at {self.where} has no collection {self._name!r}; "
-                    "build it with `assistant ingest FILE` in server mode"
-                )
-            return self._open_collection(self._name, self.model_id)
+            return self._open_collection(create)
         except StoreError:
             raise
         except Exception as exc:
@@ -115,12 +114,18 @@ class Store:
             )
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"store path {self.path} is a file, not a folder; give a folder path")
-        if self.path.is_dir() and not (self.path / CHROMA_FILE).exists() and (left := leftovers(self.path)):
-            # A fresh database beside old segments and keyword files would mix two stores.
-            raise StoreError(
-                f"{self.path / CHROMA_FILE} is missing beside {', '.join(left[:3])}: the store is "
-                f"incomplete; run `assistant doctor --store {self.path}`"
-            )
+        if self.path.is_dir() and not (self.path / CHROMA_FILE).exists():
+            if left := leftovers(self.path):
+                # A fresh database beside old segments and keyword files would mix two stores.
+                raise StoreError(
+                    f"{self.path / CHROMA_FILE} is missing beside {', '.join(left[:3])}: the store is "
+                    f"incomplete; run `assistant doctor --store {self.path}`"
+                )
+            if not create:  # a query must not turn any folder it is pointed at into a store
+                raise StoreError(
+                    f"{self.path} holds no store (no {CHROMA_FILE}); build one there with "
+                    f"`assistant ingest --store {self.path} FILE`, or give the folder of an existing store"
+                )
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             client = chromadb.PersistentClient(
@@ -128,19 +133,24 @@ class Store:
                 settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
             )
             self._client = client
-            return client, self._open_collection(self._name, self.model_id)
+            return client, self._open_collection(create)
         except Exception as exc:
             raise self.fault(exc, "open") from None
 
-    def _open_collection(self, name: str, model_id: str) -> Any:
+    def _open_collection(self, create: bool) -> Any:
         # get_or_create would be simpler, but we must never touch an existing collection's metadata.
-        if name in {c.name for c in self._client.list_collections()}:
-            return self._client.get_collection(name, embedding_function=None)
+        if self._name in {c.name for c in self._client.list_collections()}:
+            return self._client.get_collection(self._name, embedding_function=None)
+        if not create:  # only ingest creates a collection (on a shared server, someone else's too)
+            raise StoreError(
+                f"the store {self.where} has no collection {self._name!r}; build it with "
+                f"`assistant ingest FILE`{' in server mode' if self.server else f' --store {self.path}'}"
+            )
         return self._client.create_collection(
-            name,
+            self._name,
             embedding_function=None,  # we always supply vectors: Chroma's default downloads a model
             configuration={"hnsw": {"space": "cosine"}},
-            metadata={MODEL_KEY: model_id},
+            metadata={MODEL_KEY: self.model_id},
         )
 
     def vector_store(self) -> Any:
@@ -172,19 +182,21 @@ class Store:
 
     def upsert(self, nodes: Sequence[TextNode]) -> None:
         """Write embedded nodes; the same id overwrites, so re-ingesting never duplicates."""
+        if not nodes:
+            return
+        # Bumped before too: a write that fails half-way still marks derived indexes stale. The
+        # stamp is the value after the closing bump: whoever read the counter before it sees these.
+        stamp = self._bump_generation() + 1
         batch = self._client.get_max_batch_size()
-        if nodes:
-            self._bump_generation()  # before too: a write that fails half-way still marks indexes stale
         for start in range(0, len(nodes), batch):
             part = nodes[start : start + batch]
             self._collection.upsert(
                 ids=[n.node_id for n in part],
                 embeddings=[n.get_embedding() for n in part],
-                metadatas=[node_to_metadata_dict(n, remove_text=True) for n in part],
+                metadatas=[{**node_to_metadata_dict(n, remove_text=True), WRITTEN_KEY: stamp} for n in part],
                 documents=[n.get_content() for n in part],
             )
-        if nodes:
-            self._bump_generation()
+        self._bump_generation()
 
     def paper_ids(self) -> set[str]:
         """Return the id of every paper with any chunk stored (a half-written paper counts too)."""
@@ -243,11 +255,17 @@ class Store:
         except Exception as exc:
             raise self.fault(exc, "read") from None
 
-    def _bump_generation(self) -> None:
+    def _bump_generation(self) -> int:
         # Derived indexes (the keyword index) compare this counter to know they are stale.
         metadata = self._fresh_metadata()
         metadata[GENERATION_KEY] = int(metadata.get(GENERATION_KEY, 0)) + 1
         self._collection.modify(metadata=metadata)
+        return int(metadata[GENERATION_KEY])
+
+    @property
+    def identity(self) -> str:
+        """Return the collection's id: a store made again in the same place has another."""
+        return str(self._collection.id)
 
     def get_chunks(self, chunk_ids: Sequence[str], *, embeddings: bool = False) -> dict[str, Any]:
         """Return Chroma's record (document, metadata, optionally embedding) of each chunk id."""
@@ -264,53 +282,30 @@ class Store:
             }
         return out
 
-    def scan(self) -> Iterator[tuple[list[str], list[str], list[dict[str, Any]]]]:
-        """Yield (ids, documents, metadatas) pages covering every chunk."""
+    def scan(self, where: dict[str, Any] | None = None) -> Iterator[Page]:
+        """Yield (ids, documents, metadatas) pages covering every chunk (that matches `where`)."""
         offset = 0
         while True:
-            page = self._collection.get(include=["documents", "metadatas"], limit=SCAN_PAGE, offset=offset)
+            page = self._collection.get(
+                where=where, include=["documents", "metadatas"], limit=SCAN_PAGE, offset=offset
+            )
             if not page["ids"]:
                 return
             yield page["ids"], page["documents"], page["metadatas"]  # type: ignore[misc]
             offset += len(page["ids"])
 
-    def save_keyword_index(self, bm25: Any, generation: int) -> None:
-        """Persist a bm25s index built at `generation`, atomically: a reader sees old or new, never half."""
-        folder = self.path / f"keyword-{generation}-{os.getpid()}"
-        pointer = self.path / KEYWORD_POINTER
-        tmp = pointer.with_suffix(f".tmp-{os.getpid()}")
-        try:
-            bm25.save(str(folder), corpus=bm25.corpus, show_progress=False)
-            tmp.write_text(json.dumps({"folder": folder.name, "generation": generation}))
-            os.replace(tmp, pointer)
-        except OSError as exc:
-            # The old pointer still names the old, whole index; drop what was half written.
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.unlink(missing_ok=True)
-            raise self._file_fault(exc, folder, "the keyword index") from None
-        for old in self.path.glob("keyword-*"):
-            if old != folder and old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
+    def changed_since(self, generation: int) -> Iterator[Page]:
+        """Yield pages of the chunks written after the change counter read `generation`."""
+        return self.scan(where={WRITTEN_KEY: {"$gt": generation}})
 
-    def load_keyword_index(self) -> tuple[Any, int] | None:
-        """Return the persisted (bm25s index, generation it was built at), or None if there is none."""
-        import bm25s
-
-        pointer = self.path / KEYWORD_POINTER
-        try:
-            info = json.loads(pointer.read_text())
-            bm25 = bm25s.BM25.load(str(self.path / info["folder"]), load_corpus=True, show_progress=False)
-        except (OSError, ValueError, KeyError, TypeError, EOFError):
-            return None  # missing or unreadable (also a damaged pointer): the caller rebuilds it
-        return bm25, int(info["generation"])
-
-    def keyword_index_stale(self) -> bool:
-        """Return whether the persisted keyword index is missing or older than the store (cheap)."""
-        try:
-            built_at = json.loads((self.path / KEYWORD_POINTER).read_text())["generation"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return True
-        return bool(built_at != self.generation())
+    def pages(self, chunk_ids: Sequence[str]) -> Iterator[Page]:
+        """Yield pages of the given chunks that are still stored, in bounded memory."""
+        for start in range(0, len(chunk_ids), SCAN_PAGE):
+            found = self._collection.get(
+                ids=list(chunk_ids[start : start + SCAN_PAGE]), include=["documents", "metadatas"]
+            )
+            if found["ids"]:
+                yield found["ids"], found["documents"], found["metadatas"]  # type: ignore[misc]
 
     def describe(self) -> dict[str, Any]:
         """Return what `assistant stats` shows."""
@@ -324,38 +319,6 @@ class Store:
         if self.server is None:  # a server's folder is the server's business
             info["size_bytes"] = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return info
-
-    def _harvests(self) -> dict[str, Any]:
-        try:
-            saved = json.loads((self.path / HARVESTS).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}  # no harvest was interrupted here (an unreadable file means: start over)
-        return saved if isinstance(saved, dict) else {}
-
-    def harvest_token(self, key: str) -> str | None:
-        """Return the resumptionToken an interrupted OAI-PMH harvest `key` left off at, or None."""
-        token = self._harvests().get(key)
-        return token if isinstance(token, str) else None
-
-    def save_harvest_token(self, key: str, token: str | None) -> None:
-        """Record where harvest `key` goes on (None: it is complete), atomically."""
-        saved = self._harvests()
-        if token:
-            saved[key] = token
-        else:
-            saved.pop(key, None)
-        path = self.path / HARVESTS
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        try:
-            tmp.write_text(json.dumps(saved, indent=1), encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise self._file_fault(exc, path, "where the harvest left off") from None
-
-    def _file_fault(self, exc: OSError, path: Path, what: str) -> StoreError:
-        todo = store_errors.file_todo(exc, str(self.path))
-        return StoreError(f"{path}: cannot save {what} ({exc.strerror or exc}); {todo}")
 
 
 def _http_client(host: str, port: int) -> Any:
@@ -376,12 +339,12 @@ def _http_client(host: str, port: int) -> Any:
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Name the files of a store in `folder` other than its database: keyword index, harvests, vectors."""
+    """Name the files of a store in `folder` other than its database: derived files, vector folders."""
     return sorted(
         p.name
         for p in folder.iterdir()
-        if p.name in (KEYWORD_POINTER, HARVESTS)
-        or p.name.startswith("keyword-")
+        if p.name in (KEYWORD_FOLDER, HARVESTS, OLD_KEYWORD)
+        or p.name.startswith("keyword-")  # the old keyword index's folders
         or (p.is_dir() and (p / "header.bin").exists())  # an HNSW segment folder
     )
 

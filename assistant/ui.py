@@ -113,7 +113,7 @@ class WebChat:
         message: str,
         history: Sequence[Any] | None,
         *,
-        top_k: int | None = None,
+        top_k: Any = None,  # anything a client sends: `Assistant` checks it (limits.py)
         filters: dict[str, Any] | None = None,
         retriever: str | None = None,
     ) -> Iterator[str | Answer]:
@@ -140,7 +140,7 @@ class WebChat:
             for item in self.answers(
                 message,
                 history_messages(history),
-                top_k=int(top_k),
+                top_k=top_k,
                 filters=_filters(categories, since, until, author),
                 retriever=retriever,
             ):

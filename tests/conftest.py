@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from assistant.config import Settings
 from assistant.embeddings import MiniLMEmbedding, default_embedding
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import Assistant, open_store
+from tests.helpers.settings import DATA, make_settings
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data"))
+pytest_plugins = ["tests.helpers.ci_skips"]  # under CI=true, a skip not allowed there fails the run
 
 
 @pytest.fixture(scope="session")
@@ -36,11 +35,6 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def embed() -> MiniLMEmbedding:
     """The bundled embedding model, loaded once."""
     return default_embedding()
-
-
-def make_settings(store: Path, **overrides: object) -> Settings:
-    """Settings for a store in a tmp dir, with dotted overrides; extractive unless a test picks a model."""
-    return Settings.load(overrides={"store.path": store, "answer.llm": "extractive", **overrides}, env={})
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from assistant import Answer, Assistant, answer
 from assistant.errors import InputError
 from assistant.prompts import NOT_FOUND
-from tests.conftest import make_settings
+from tests.helpers.settings import make_settings
 
 PARAPHRASES = [
     ("How can feedback from people be simulated cheaply to study instruction following?", "2305.14387"),
@@ -56,6 +57,51 @@ def test_off_topic_question_is_refused(seed_assistant: Assistant) -> None:
 def test_bad_questions(seed_assistant: Assistant, question: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         seed_assistant.ask(question)
+
+
+# One limit per entry point's parameter, each broken the way a client could break it.
+BAD_CALLS = [
+    ({"top_k": -1}, "top_k -1 is not allowed: give a whole number from 1 to 100"),
+    ({"top_k": 0}, "top_k 0 is not allowed"),
+    ({"top_k": 1_000_000}, "top_k 1000000 is not allowed"),
+    ({"top_k": 2.5}, "top_k 2.5 is not allowed"),
+    ({"top_k": "5"}, "top_k '5' is not allowed"),
+    ({"top_k": True}, "top_k True is not allowed"),
+    ({"retriever": "sparse"}, "retriever 'sparse' is unknown: use one of dense, bm25, hybrid"),
+    ({"retriever": 3}, "retriever 3 is unknown"),
+    ({"filters": {"since": "2024-13-01"}}, "filter since='2024-13-01' is not a date; write YYYY-MM-DD"),
+    ({"filters": {"until": 20240101}}, "filter until must be text, not int"),
+    ({"filters": {"categories": 5}}, "filter categories must be text, not int"),
+    (
+        {"filters": {"author": "Sm\udcffith"}},
+        "filter author is not valid text: character 3 is an undecodable",
+    ),
+    ({"filters": {"author": "x" * 201}}, "filter author is longer than 200 characters"),
+    ({"filters": {"colour": "red"}}, "unknown filter"),
+    ({"filters": "cs.CL"}, "filters must be a mapping"),
+    ({"question": "What is \udcff\udcfe AdaScale?"}, "the question is not valid text: character 9"),
+    ({"history": "What is CheckList?"}, "history must be a list of earlier messages"),
+    ({"history": 5}, "history must be a list"),
+]
+
+
+@pytest.mark.parametrize(("call", "message"), BAD_CALLS)
+def test_bad_parameters_are_one_clear_input_error(
+    seed_assistant: Assistant, call: dict, message: str
+) -> None:
+    kwargs = {"question": "What is AdaScale SGD?", **call}
+    with pytest.raises(InputError, match=re.escape(message)):
+        list(seed_assistant.stream(kwargs.pop("question"), **kwargs))
+    if "history" not in call:  # retrieval alone applies the same limits
+        with pytest.raises(InputError, match=re.escape(message)):
+            seed_assistant.retrieve(**{"question": "What is AdaScale SGD?", **call})
+
+
+def test_limits_accept_the_edges(seed_assistant: Assistant) -> None:
+    assert len(seed_assistant.retrieve("AdaScale SGD", top_k=100)) == 10  # every paper, once
+    assert len(seed_assistant.retrieve("AdaScale SGD", top_k=3.0)) == 3  # a slider's or JSON's 3.0
+    result = seed_assistant.ask("AdaScale SGD", top_k=1, retriever="bm25", filters={"categories": None})
+    assert result.citations == ["2007.05105"]
 
 
 def test_answer_on_a_fresh_default_store_indexes_the_bundled_abstracts(

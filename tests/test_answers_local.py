@@ -11,9 +11,12 @@ from assistant import Answer, Assistant
 from assistant.embeddings import MiniLMEmbedding
 from assistant.llms.llamacpp import bundled_installed
 from assistant.prompts import NOT_FOUND
-from tests.conftest import make_settings
+from tests.helpers.settings import make_settings
 
-pytestmark = pytest.mark.skipif(not bundled_installed(), reason="pip install -e '.[local]'")
+pytestmark = [
+    pytest.mark.slow,  # the bundled local model
+    pytest.mark.skipif(not bundled_installed(), reason="pip install -e '.[local]'"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ from assistant.cli import main
 from assistant.config import AnswerSettings, Settings
 from assistant.errors import ConfigError, LLMError
 from assistant.llms import COMPATIBLE_KEY_ENV, resolve
-from tests.servers import FakeOpenAI, fake_openai, stub_server
-from tests.test_safety import Scripted, run
+from bench.servers import FakeOpenAI, fake_openai
+from tests.helpers.cli import run
+from tests.helpers.servers import Scripted, stub_server
 
 pytest.importorskip("llama_index.llms.openai_like", reason="pip install -e '.[hosted]'")
 
@@ -123,6 +124,7 @@ def test_other_unknown_names_keep_the_usual_message(tmp_path: Path) -> None:
         Settings.load(profile, env={})
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_such_a_profile_in_one_line(tmp_path: Path) -> None:
     profile = tmp_path / "leaky.toml"
     profile.write_text(f'[answer]\napi_key = "{KEY}"\n')
@@ -273,6 +275,7 @@ def test_a_private_file_gives_no_warning(
 # --- a real `assistant` process ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_command_sends_the_file_key_and_never_prints_it(
     seed_store: Path, tmp_path: Path, fake: FakeOpenAI
 ) -> None:
@@ -289,6 +292,7 @@ def test_the_command_sends_the_file_key_and_never_prints_it(
     assert_no_key(out.stdout, out.stderr)
 
 
+@pytest.mark.slow
 def test_a_server_that_echoes_the_key_cannot_get_it_printed(
     seed_store: Path, tmp_path: Path, echoing: ThreadingHTTPServer
 ) -> None:

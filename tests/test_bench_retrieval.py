@@ -12,6 +12,8 @@ import pytest
 
 from assistant.llms.llamacpp import bundled_installed
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

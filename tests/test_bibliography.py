@@ -11,39 +11,17 @@ import rispy
 from bibtexparser.middlewares import SeparateCoAuthors
 
 from assistant.bibliography import bibtex, markdown, plain, references, ris
-from assistant.cli import main
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import Assistant, open_store
 from assistant.schema import Paper
-from assistant.sources import read_papers
-from tests.conftest import make_settings
-from tests.test_cli import run
+from tests.helpers.cli import cli, run
+from tests.helpers.records import CHECKLIST_AUTHORS, CHECKLIST_TITLE, checklist_record
+from tests.helpers.settings import make_settings
 
-CHECKLIST_TITLE = "Beyond Accuracy: Behavioral Testing of NLP models with CheckList"
-CHECKLIST_AUTHORS = ["Marco Tulio Ribeiro", "Tongshuang Wu", "Carlos Guestrin", "Sameer Singh"]
 # Real records: the first lines of the real Kaggle snapshot (LaTeX in names and titles, DOIs,
 # journal references) read from ../shared/data by the fixture below.
 HEAD = 40
-
-
-def checklist_record() -> dict[str, object]:
-    """The arXiv record of CheckList (2005.04118) in the Kaggle snapshot's form, abstract as bundled."""
-    seed = next(p for p in read_papers(bundled_corpus(), "seed") if p.arxiv_id == "2005.04118")
-    return {
-        "id": "2005.04118",
-        "submitter": "Marco Tulio Ribeiro",
-        "authors": "Marco Tulio Ribeiro, Tongshuang Wu, Carlos Guestrin, Sameer Singh",
-        "title": CHECKLIST_TITLE,
-        "comments": None,
-        "journal-ref": "Association for Computational Linguistics (ACL), 2020",
-        "doi": None,
-        "categories": "cs.CL cs.LG",
-        "abstract": seed.abstract,  # type: ignore[union-attr]
-        "versions": [{"version": "v1", "created": "Fri, 8 May 2020 15:48:31 GMT"}],
-        "update_date": "2020-05-11",
-        "authors_parsed": [[name.split()[-1], " ".join(name.split()[:-1]), ""] for name in CHECKLIST_AUTHORS],
-    }
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +46,7 @@ def parse(text: str) -> bibtexparser.Library:
     return library
 
 
+@pytest.mark.slow  # a real `assistant` process
 def test_cite_bibtex_reads_back_with_title_authors_year(titled_store: Path) -> None:
     out = run("cite", "2005.04118", "--format", "bibtex", "--store", str(titled_store))
     assert out.returncode == 0, out.stderr
@@ -82,13 +61,6 @@ def test_cite_bibtex_reads_back_with_title_authors_year(titled_store: Path) -> N
     assert fields["note"] == "Association for Computational Linguistics (ACL), 2020"
     assert fields["url"] == "https://arxiv.org/abs/2005.04118"
     assert "doi" not in fields  # the record has none
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run the command line in this process (extractive answers); return exit code, stdout, stderr."""
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_cite_formats_and_user_errors(titled_store: Path, capsys: pytest.CaptureFixture[str]) -> None:

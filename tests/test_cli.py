@@ -8,27 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from assistant.cli import main
 from assistant.ingest import bundled_corpus
+from tests.helpers.cli import run
+from tests.helpers.records import paper_record, write_kaggle
 
 ASK_KEYS = {"question", "answer", "citations", "passages", "backend"}
 
 
-def run(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    # Extractive unless a test picks a model: `auto` would load the bundled model in every call.
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
-    full_env = clean | {"ASSISTANT_LLM": "extractive"} | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "assistant", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=full_env,
-        timeout=300,
-    )
-
-
+@pytest.mark.slow
 def test_ask_json_contract(seed_store: Path) -> None:
     out = run("ask", "What is AdaScale SGD?", "--store", str(seed_store), "--json", "--top-k", "3")
     assert out.returncode == 0, out.stderr
@@ -41,6 +31,7 @@ def test_ask_json_contract(seed_store: Path) -> None:
     assert set(data["citations"]) <= {p["arxiv_id"] for p in data["passages"]}
 
 
+@pytest.mark.slow
 def test_ingest_summary_and_stats(tmp_path: Path) -> None:
     store = str(tmp_path / "store")
     first = run("ingest", str(bundled_corpus()), "--store", store)
@@ -54,6 +45,7 @@ def test_ingest_summary_and_stats(tmp_path: Path) -> None:
     assert stats["store"] == store
 
 
+@pytest.mark.slow
 def test_env_store_and_text_output(seed_store: Path) -> None:
     out = run("ask", "Energy based view of GANs", env={"ASSISTANT_STORE": str(seed_store)})
     assert out.returncode == 0, out.stderr
@@ -61,6 +53,7 @@ def test_env_store_and_text_output(seed_store: Path) -> None:
     assert "https://arxiv.org/abs/1910.13101" in out.stdout
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line_without_traceback(tmp_path: Path, seed_store: Path) -> None:
     cases = [
         ("ask", "", "--store", str(seed_store)),
@@ -76,6 +69,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path, seed_store: 
         assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_partial_failure_keeps_going(tmp_path: Path) -> None:
     latin1 = tmp_path / "latin1.jsonl"
     latin1.write_bytes('{"id": "2501.00001", "abstract": "Caf\xe9 au lait"}\n'.encode("latin-1"))
@@ -87,7 +81,58 @@ def test_partial_failure_keeps_going(tmp_path: Path) -> None:
     assert f"{latin1}:1: not UTF-8 text" in out.stderr
 
 
+@pytest.mark.slow
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("assistant")
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "ingest" in out.stdout
+
+
+@pytest.mark.slow
+def test_undecodable_question_and_chat_input_are_one_line(seed_store: Path) -> None:
+    # Bytes that are not UTF-8, as a shell passes them: argv and stdin get them raw.
+    out = run("ask", os.fsdecode(b"What is \xff\xfe AdaScale?"), "--store", str(seed_store))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [
+        "assistant: error: the question is not valid text: character 9 is an undecodable byte or a lone "
+        "surrogate; send it as UTF-8"
+    ]
+    chat = run("chat", "--store", str(seed_store), stdin=b"What is \xff AdaScale?\nWhat is AdaScale SGD?\n")
+    assert chat.returncode == 0 and "Traceback" not in chat.stderr
+    assert "assistant: the question is not valid text: character 9" in chat.stderr
+    assert "[arXiv:2007.05105]" in chat.stdout  # the conversation went on to the next question
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--top-k", "0"], "top_k 0 is not allowed: give a whole number from 1 to 100"),
+        (["--top-k", "101"], "top_k 101 is not allowed"),
+        (["--since", "2024-02-30"], "filter since='2024-02-30' is not a date; write YYYY-MM-DD"),
+        (["--author", os.fsdecode(b"M\xfcller")], "filter author is not valid text: character 2"),
+    ],
+)
+def test_bad_search_flags_are_one_line(
+    seed_store: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    assert main(["ask", "What is AdaScale SGD?", "--store", str(seed_store), *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"assistant: error: {message}") and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_a_record_with_a_huge_title_is_ingested_and_stdout_is_the_summary(tmp_path: Path) -> None:
+    # llama-index's splitter raised on the 400-word title and printed a warning about the 230-word one.
+    records = [paper_record(n) for n in range(4)]
+    records[1]["title"] = " ".join(["transformer"] * 400)
+    records[2]["title"] = " ".join(["transformer"] * 230)
+    source = write_kaggle(tmp_path / "odd.jsonl", records)
+    out = run("ingest", str(source), "--store", str(tmp_path / "s"))
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout == "added 4, updated 0, unchanged 0, bad 0\n"
+    asked = run(
+        "ask", "transformer transformer", "--store", str(tmp_path / "s"), "--retriever", "bm25", "--json"
+    )
+    found = json.loads(asked.stdout)["passages"]
+    assert {p["arxiv_id"] for p in found} >= {"2501.00001", "2501.00002"}
+    assert max(len(p["title"]) for p in found) < len(records[1]["title"])  # the title was cut to fit

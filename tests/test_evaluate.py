@@ -13,8 +13,8 @@ from assistant.errors import InputError
 from assistant.eval_report import markdown, write
 from assistant.evaluate import evaluate, load_cases, retrieval_scores
 from assistant.pipeline import Assistant
-from tests.fake_llm import fake_backend
-from tests.test_cli import run
+from tests.helpers.cli import run
+from tests.helpers.fake_llm import fake_backend
 
 QUESTIONS = Path(__file__).resolve().parent.parent / "assistant" / "data" / "seed_questions.jsonl"
 
@@ -143,6 +143,7 @@ def test_outputs_and_plot(seed_assistant: Assistant, tmp_path: Path) -> None:
     assert len(rows) == 2 * report.n_questions
 
 
+@pytest.mark.slow
 def test_cli_json_contract(seed_store: Path, tmp_path: Path) -> None:
     out = run(
         "eval", str(QUESTIONS), "--store", str(seed_store), "--retriever", "all", "--k", "1,3", "--json"

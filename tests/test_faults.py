@@ -26,29 +26,13 @@ from assistant.embeddings import MODEL_ID, MiniLMEmbedding
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import Assistant
 from assistant.store import Store, writable
-from tests.conftest import ROOT, make_settings
+from tests.helpers.cli import child_env, run
+from tests.helpers.settings import make_settings
+
+pytestmark = pytest.mark.slow
 
 COLLECTION = "arxiv_abstracts"
 NEW_PAPERS = 20
-
-
-def run(
-    *args: str, preexec: Callable[[], None] | None = None, prefix: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess[str]:
-    """Run `assistant ARGS` as a user would (extractive answers, no developer settings)."""
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "assistant", *args],
-        capture_output=True,
-        text=True,
-        env=child_env() | {"ASSISTANT_LLM": "extractive"},
-        timeout=300,
-        preexec_fn=preexec,
-    )
-
-
-def child_env() -> dict[str, str]:
-    """The environment of a child Python that imports this checkout, without developer settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")} | {"PYTHONPATH": str(ROOT)}
 
 
 def one_error_line(out: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -293,13 +277,14 @@ def test_disk_full_during_ingest(
 # file may grow any more: the real EFBIG lands exactly on the keyword index save.
 KEYWORD_CHILD = """
 import resource, sys
-from assistant import cli, keyword
-build = keyword.build
-def build_then_no_room(store, **kwargs):
-    bm25 = build(store, **kwargs)
+from assistant import cli
+from assistant.keyword import segments
+build = segments.build_pages
+def build_then_no_room(pages, **kwargs):
+    bm25 = build(pages, **kwargs)
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
     return bm25
-keyword.build = build_then_no_room
+segments.build_pages = build_then_no_room
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -315,7 +300,7 @@ def test_no_room_for_the_keyword_index(store: Path, new_papers: Path, embed: Min
     )
     line = one_error_line(out, "cannot save the keyword index", "--fix")
     assert "the papers are stored" in line
-    assert len(list(store.glob("keyword-*"))) == 1  # the half-written index folder was removed
+    assert len(list(store.glob("keyword/seg-*"))) == 1  # the half-written segment was removed
     assert counts(store)[0] == 10 + NEW_PAPERS
     checks = json.loads(run("doctor", "--store", str(store), "--json").stdout)["checks"]
     assert [c["check"] for c in checks if not c["ok"]] == ["keyword index"]
@@ -404,16 +389,16 @@ def test_store_of_another_embedding_model(tmp_path: Path) -> None:
     assert "some-other-model" in failed[0]["detail"] and "NEW_DIR" in failed[0]["fix"]
 
 
-@pytest.mark.parametrize("damage", ["deleted pointer", "truncated matrix", "garbage pointer"])
+@pytest.mark.parametrize("damage", ["deleted manifest", "truncated matrix", "garbage manifest"])
 def test_damaged_keyword_index_heals_and_doctor_fixes_it(
     store: Path, damage: str, embed: MiniLMEmbedding
 ) -> None:
-    if damage == "deleted pointer":
-        (store / "keyword_index.json").unlink()
+    if damage == "deleted manifest":
+        (store / "keyword" / "manifest.json").unlink()
     elif damage == "truncated matrix":
-        os.truncate(next(store.glob("keyword-*/data.csc.index.npy")), 100)
+        os.truncate(next(store.glob("keyword/seg-*/data.csc.index.npy")), 100)
     else:
-        (store / "keyword_index.json").write_text('{"folder": 3}')
+        (store / "keyword" / "manifest.json").write_text('{"segments": 3}')
     checks = json.loads(run("doctor", "--store", str(store), "--json").stdout)["checks"]
     assert [(c["check"], c["fixable"]) for c in checks if not c["ok"]] == [("keyword index", True)]
     out = run("doctor", "--store", str(store), "--fix", "--json")

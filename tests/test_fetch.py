@@ -15,16 +15,16 @@ import pytest
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.embeddings import MockEmbedding
 
-from assistant import cli
+from assistant import cli, keyword
 from assistant.config import Settings
 from assistant.embeddings import MiniLMEmbedding
 from assistant.errors import FetchError, InputError
-from assistant.fetch import Client, LiveRequest, OaiHarvest, fetch, retry_after
+from assistant.fetch import Client, HarvestState, LiveRequest, OaiHarvest, fetch, retry_after
 from assistant.ingest import Ingester, IngestReport
 from assistant.pipeline import open_store
-from tests.conftest import make_settings
-from tests.test_cli import run
-from tests.test_sources_xml import OAI_FILE, error_feed
+from tests.helpers.cli import run
+from tests.helpers.formats import OAI_FILE, error_feed
+from tests.helpers.settings import make_settings
 
 OAI_PAGE = 250  # the 1,000 recorded records, served as four pages
 BAD_TOKEN = (
@@ -153,6 +153,7 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_oai_harvest_pages_through_survives_a_drop_and_resumes(
     arxiv: tuple[StandIn, str], tmp_path: Path
 ) -> None:
@@ -177,14 +178,14 @@ def test_oai_harvest_pages_through_survives_a_drop_and_resumes(
         "set": "physics",
         "from": "2008-01-01",
     }
-    assert (store.paper_count(), store.harvest_token(key)) == (500, "page-2")
+    assert (store.paper_count(), HarvestState(store.path).token(key)) == (500, "page-2")
 
     app.log.clear()
     report, said = run_fetch(settings, ingester, request)
     assert [k for _, k, _ in app.log] == ["page-2", "page-3"]  # resumed: pages 1-2 not fetched again
     assert said == [f"resuming the interrupted harvest ({key}) at its saved resumptionToken"]
     assert (report.added, report.unchanged, report.bad) == (500, 0, 0)
-    assert store.harvest_token(key) is None  # complete: the next run starts afresh
+    assert HarvestState(store.path).token(key) is None  # complete: the next run starts afresh
 
     ids = re.findall(r"<identifier>oai:arXiv.org:(.*?)</identifier>", "".join(app.oai.values()))
     assert len(set(ids)) == 1000
@@ -200,11 +201,11 @@ def test_refused_resumption_token_is_forgotten(arxiv: tuple[StandIn, str], tmp_p
         open_store(settings, for_writing=True), MockEmbedding(embed_dim=384), settings.chunking
     )
     harvest = OaiHarvest(Client(settings.fetch), settings.fetch, ingester.store, "cs", None, None, "arXiv")
-    ingester.store.save_harvest_token(harvest.key, "expired-yesterday")
+    harvest.state.save(harvest.key, "expired-yesterday")
     with pytest.raises(FetchError, match="refused the resumptionToken .* run the same command again"):
         run_fetch(settings, ingester, LiveRequest(oai_set="cs", oai_format="arXiv"))
     assert app.log[0][2] == {"verb": "ListRecords", "resumptionToken": "expired-yesterday"}
-    assert ingester.store.harvest_token(harvest.key) is None
+    assert harvest.state.token(harvest.key) is None
 
 
 def test_api_search_pages_politely_and_retries_503(
@@ -221,8 +222,7 @@ def test_api_search_pages_politely_and_retries_503(
     assert gaps[1] >= 1.0  # Retry-After honoured
     assert min(gaps) >= 0.2  # never faster than the politeness delay
     assert said == ["fetched the first 10 of 7432 results; pass --max N for more"]
-    built = ingester.store.load_keyword_index()
-    assert built is not None and built[1] == ingester.store.generation()  # BM25 rebuilt, as after a file
+    assert keyword.up_to_date(ingester.store)  # BM25 caught up and saved, as after a file
 
 
 def test_api_ids_report_the_missing_and_errors_stop(
@@ -240,6 +240,7 @@ def test_api_ids_report_the_missing_and_errors_stop(
         run_fetch(settings, ingester, LiveRequest(ids="1234.12345"))
 
 
+@pytest.mark.slow
 def test_retries_run_out_with_a_clear_message(arxiv: tuple[StandIn, str], tmp_path: Path) -> None:
     app, base = arxiv
     settings = settings_for(tmp_path / "store", base, retries=1)
@@ -250,6 +251,7 @@ def test_retries_run_out_with_a_clear_message(arxiv: tuple[StandIn, str], tmp_pa
         Client(settings.fetch).get(f"{base}/api/query?id_list=2201.13452&max_results=1")
 
 
+@pytest.mark.slow
 def test_unreachable_host_fails_fast_and_clearly(tmp_path: Path) -> None:
     port = closed_port()
     settings = settings_for(tmp_path / "store", f"http://127.0.0.1:{port}", delay=3.0, backoff=10.0)
@@ -297,6 +299,7 @@ def test_cli_ingest_flag_errors_are_one_line(tmp_path: Path, capsys: pytest.Capt
     assert not Path(store).exists()  # refused before opening anything
 
 
+@pytest.mark.slow
 def test_cli_fetches_from_the_stand_in_and_reports_unreachable(
     arxiv: tuple[StandIn, str], tmp_path: Path
 ) -> None:

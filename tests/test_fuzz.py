@@ -8,8 +8,10 @@ derandomised profile; `make fuzz` runs ASSISTANT_FUZZ_EXAMPLES=10000 examples pe
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
+import io
 import json
 import os
 import re
@@ -21,10 +23,14 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
+from llama_index.core.schema import TextNode
 
+from assistant.chunking import Chunker, embed_text
 from assistant.citations import parse_citations, verify
+from assistant.config import ChunkingSettings
+from assistant.embeddings import load_tokenizer
 from assistant.errors import AssistantError
 from assistant.ingest import bundled_corpus
 from assistant.schema import BadRecord, Paper
@@ -36,6 +42,8 @@ from assistant.sources.oai import parse_oai, read_oai
 from assistant.sources.seed import read_seed
 from assistant.sources.textio import GZIP_MAGIC, head, lines
 from assistant.sources.xmlstream import elements
+
+pytestmark = pytest.mark.slow
 
 # Read at import: the autouse fixture in conftest.py clears ASSISTANT_* before each test runs.
 EXAMPLES = int(os.environ.get("ASSISTANT_FUZZ_EXAMPLES") or 200)
@@ -643,6 +651,61 @@ def test_huge_text_for_ids_and_citations_in_linear_time(start: str, unit: str) -
         normalize_id(big)
         parse_citations(big)
         verify(big, {"2501.01234"})
+
+
+# --- the chunker -------------------------------------------------------------------------------
+# Every paper a reader yields goes through it: it must never raise, print or make a chunk the model
+# cannot read whole (titles of hundreds of word pieces made llama-index's splitter raise or print).
+
+_CHUNKERS: dict[tuple[int, int, bool], Chunker] = {}
+WORDS = st.sampled_from(["transformer", "zyxoquantum", "été", "漢字", "(a)", "x" * 40, "😀", "-"])
+LONG_TITLES = st.builds(lambda word, n: " ".join([word] * n), WORDS, st.integers(50, 700))
+
+
+def chunk_checked(paper: Paper, chunk: int = 254, overlap: int = 32, titled: bool = True) -> list[TextNode]:
+    """Chunk `paper`; check the ids, that nothing was printed and every chunk fits the model."""
+    key = (chunk, overlap, titled)
+    if key not in _CHUNKERS:
+        settings = ChunkingSettings(chunk_tokens=chunk, overlap_tokens=overlap, include_title=titled)
+        _CHUNKERS[key] = Chunker(settings)
+    printed = io.StringIO()
+    with time_limit(), contextlib.redirect_stdout(printed):
+        nodes = _CHUNKERS[key].nodes(paper)
+    assert printed.getvalue() == "", printed.getvalue()  # stdout is the ingest's summary line alone
+    assert [n.node_id for n in nodes] == [f"{paper.arxiv_id}#{i}" for i in range(len(nodes))]
+    for node in nodes:
+        assert len(load_tokenizer().encode(embed_text(node), add_special_tokens=False).ids) <= chunk
+    return nodes
+
+
+@FUZZ
+@given(
+    title=st.none() | st.text(max_size=400) | LONG_TITLES,
+    abstract=st.text(min_size=1, max_size=3000) | LONG_TITLES,
+    chunk=st.integers(32, 254),
+    overlap=st.integers(0, 64),
+    titled=st.booleans(),
+)
+@example(
+    title=" ".join(["transformer"] * 400), abstract="A short abstract.", chunk=254, overlap=32, titled=True
+)
+@example(
+    title=" ".join(["transformer"] * 230), abstract="A short abstract.", chunk=254, overlap=32, titled=True
+)
+def test_chunker_takes_any_paper(
+    title: str | None, abstract: str, chunk: int, overlap: int, titled: bool
+) -> None:
+    assume(abstract.strip())  # every reader refuses a record without an abstract
+    chunk_checked(Paper("2501.00001", abstract, title=title), chunk, overlap, titled)
+
+
+@HUGE
+@given(unit=HUGE_UNIT | WORDS, where=st.sampled_from(["title", "abstract"]))
+def test_huge_papers_chunk_in_linear_time(unit: str, where: str) -> None:
+    big = unit * (HUGE_CHARS // 4 // len(unit))
+    assume(big.strip())
+    fields = {"abstract": "An abstract.", "title": "A title", where: big}
+    chunk_checked(Paper("2501.00001", fields["abstract"], title=fields["title"]))
 
 
 # --- ids --------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from assistant.answer_grammar import answer_grammar
 from assistant.embeddings import MiniLMEmbedding
 from assistant.prompts import HOSTED_SYSTEM_PROMPT, NOT_FOUND, SYSTEM_PROMPT
 from assistant.sentence_stream import SentenceStream
-from tests.conftest import make_settings
-from tests.fake_llm import fake_backend
+from tests.helpers.fake_llm import fake_backend
+from tests.helpers.settings import make_settings
 
 QUESTION = "How much cheaper is simulated human feedback than crowdworkers?"
 RIGHT = "2305.14387"

@@ -12,7 +12,8 @@ from assistant.errors import EmbeddingMismatchError, StoreError
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import Assistant, open_store
 from assistant.store import Store
-from tests.conftest import make_settings
+from tests.helpers.cli import run
+from tests.helpers.settings import make_settings
 
 
 def ingester(store_path: Path, embed: MiniLMEmbedding) -> Ingester:
@@ -75,6 +76,31 @@ def test_missing_store_path_is_an_error_for_queries(tmp_path: Path, embed: MiniL
     with pytest.raises(StoreError, match="does not exist"):
         Assistant(make_settings(tmp_path / "nowhere"), embed_model=embed)
     assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.slow
+def test_a_query_never_turns_a_folder_into_a_store(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = run("ask", "What is AdaScale SGD?", "--store", str(empty))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == [
+        f"assistant: error: {empty} holds no store (no chroma.sqlite3); build one there with "
+        f"`assistant ingest --store {empty} FILE`, or give the folder of an existing store"
+    ]
+    assert list(empty.iterdir()) == []  # nothing written: no database, no bundled abstracts
+
+
+def test_an_empty_store_other_than_the_default_is_not_seeded(tmp_path: Path, embed: MiniLMEmbedding) -> None:
+    # An ingest whose only record is bad makes the store and stores nothing in it.
+    report = ingester(tmp_path / "s", embed).ingest(
+        [write_jsonl(tmp_path / "bad.jsonl", [{"id": "2501.00001"}])]
+    )
+    assert (report.added, report.bad) == (0, 1)
+    bot = Assistant(make_settings(tmp_path / "s"), embed_model=embed)
+    with pytest.raises(StoreError, match=r"is empty: add papers with `assistant ingest FILE` --store .*/s$"):
+        bot.ask("What is AdaScale SGD?")
+    assert bot.store.count() == 0
 
 
 def test_store_path_that_is_a_file(tmp_path: Path, embed: MiniLMEmbedding) -> None:

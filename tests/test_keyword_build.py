@@ -14,10 +14,10 @@ from assistant import keyword
 from assistant import store as store_module
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import Ingester, bundled_corpus
+from assistant.keyword.segments import Segment
 from assistant.pipeline import open_store
-from assistant.retrieval import KeywordRetriever
 from assistant.store import Store
-from tests.conftest import make_settings
+from tests.helpers.settings import make_settings
 
 TOP_K = 10
 
@@ -30,7 +30,7 @@ def plain_build(pages: Iterator[tuple[list[str], list[str], list[dict[str, Any]]
         for chunk_id, document, metadata in zip(ids, documents, metadatas, strict=True):
             title = metadata.get("title") or ""
             texts.append(f"{title}\n{document}" if title else document)
-            corpus.append(keyword._light_entry(chunk_id, metadata))
+            corpus.append(keyword.light_entry(chunk_id, metadata))
     tokens = bm25s.tokenize(
         texts,
         stopwords=keyword.LANGUAGE,
@@ -101,8 +101,11 @@ def test_streamed_build_equals_a_plain_build_on_a_real_store(
     for question in asked:
         # As retrieval.py asks: llama-index's BM25Retriever with our stemmer and token pattern.
         hits = [
-            [(h.node.node_id, h.score) for h in KeywordRetriever(store, bm25, TOP_K, None).retrieve(question)]
-            for bm25 in (streamed, plain)
+            [
+                (h.node.node_id, h.score)
+                for h in keyword.KeywordRetriever(store, index, TOP_K, None).retrieve(question)
+            ]
+            for index in (keyword.Snapshot.of([Segment(bm25)], 0) for bm25 in (streamed, plain))
         ]
         assert hits[0] == hits[1], question
         full += len(hits[0]) == TOP_K

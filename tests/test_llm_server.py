@@ -18,16 +18,18 @@ import pytest
 from assistant import Answer, Assistant
 from assistant.cli import main
 from assistant.embeddings import MiniLMEmbedding
-from tests.conftest import make_settings
-from tests.servers import QuietHandler, free_port, stop, stub_server
-from tests.test_llms import QUESTION, smollm2_path
+from bench.servers import QuietHandler, free_port, stop
+from tests.helpers.models import QUESTION, smollm2_path
+from tests.helpers.servers import stub_server
+from tests.helpers.settings import make_settings
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(
         importlib.util.find_spec("llama_cpp.server") is None
         or importlib.util.find_spec("llama_index.llms.openai_like") is None,
         reason="pip install -e '.[local,hosted]'",
-    )
+    ),
 ]
 SERVER_START_TIMEOUT = 90.0
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import concurrent.futures
 import json
 import os
 import sys
@@ -13,22 +11,23 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import Assistant, open_store
-from tests.conftest import make_settings
-from tests.servers import free_port, running
-from tests.test_bibliography import checklist_record, cli
+from bench.servers import free_port, running
+from tests.helpers.cli import cli
+from tests.helpers.mcp import TOOL_NAMES, session
+from tests.helpers.records import checklist_record
+from tests.helpers.settings import make_settings
 
+pytestmark = pytest.mark.slow  # a real `assistant serve --mcp` and MCP client
 pytest.importorskip("mcp", reason="needs the MCP extra: pip install -e '.[mcp]' (make test installs it)")
 
 LOGIN = ("ann", "s3cret pw")
 STARTUP_SECONDS = 120  # loading the model on 2 shared cores; bounded all the same
-TOOL_NAMES = {"search_papers", "ask", "get_paper"}
 
 
 @pytest.fixture(scope="module")
@@ -66,25 +65,6 @@ def server(mcp_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def session(url: str, calls: list[tuple[str, dict[str, Any]]], headers: dict[str, str] | None) -> Any:
-    """Connect as an MCP client, list the tools and make `calls`; return (tools, results)."""
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamablehttp_client
-
-    async def go() -> Any:
-        async with (
-            streamablehttp_client(url, headers=headers) as (read, write, _),
-            ClientSession(read, write) as client,
-        ):
-            await client.initialize()
-            tools = (await client.list_tools()).tools
-            return tools, [await client.call_tool(name, arguments) for name, arguments in calls]
-
-    # In a thread of its own: Playwright's sync API (tests/test_ui.py) keeps a loop running in this one.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, go()).result()
 
 
 def test_tools_are_listed_typed_and_described(server: str) -> None:

@@ -17,8 +17,8 @@ from assistant.papers import join_chunks
 from assistant.pipeline import Assistant, open_store
 from assistant.schema import Paper
 from assistant.sources import read_papers
-from tests.conftest import make_settings
-from tests.test_bibliography import cli
+from tests.helpers.cli import cli
+from tests.helpers.settings import make_settings
 
 KAGGLE_HEAD = Path("formats") / "kaggle-snapshot-head200.jsonl"
 STORED = 60  # real records ingested; the chunking test reads many more without embedding
@@ -98,7 +98,7 @@ def test_bad_ids_are_one_clear_error_and_change_nothing(bot: Assistant) -> None:
             bot.similar(raw)
         with pytest.raises(InputError, match=says):
             bot.paper(raw)
-    with pytest.raises(InputError, match="top_k=-2: ask for 1 or more"):
+    with pytest.raises(InputError, match="top_k -2 is not allowed: give a whole number from 1 to 100"):
         bot.similar("0704.0001", -2)
     assert bot.store.count() == chunks
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -20,9 +18,11 @@ from assistant import Assistant
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import bundled_corpus
 from assistant.render import reply_markdown
-from tests.conftest import make_settings
-from tests.fake_llm import fake_backend
-from tests.servers import QuietHandler, free_port, stub_server
+from bench.servers import free_port
+from tests.helpers.cli import run
+from tests.helpers.fake_llm import fake_backend
+from tests.helpers.servers import Scripted, stub_server
+from tests.helpers.settings import make_settings
 
 HOSTILE_ID = "2401.66666"
 QUESTION = "What do zebra transducers convert striped light into?"
@@ -47,22 +47,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 KEY = "sk-test-SECRETabcdef0123456789XYZ"
 COMPATIBLE_KEY = "sk-compat-SECRETabcdef0123456789"
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the `assistant` command as a user would: extractive and no key unless `env` says."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "OPENAI_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "assistant", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        input=stdin,
-        env=clean | {"ASSISTANT_LLM": "extractive", "PYTHONIOENCODING": "utf-8"} | (env or {}),
-        timeout=300,
-    )
 
 
 def assert_inert(out: subprocess.CompletedProcess[str]) -> None:
@@ -92,33 +76,6 @@ def store(ingested: tuple[Path, subprocess.CompletedProcess[str]]) -> Path:
 # --- a stand-in hosted model: scripted replies, failures, and a key echoed back ------------------
 
 
-class Scripted(QuietHandler):
-    """OpenAI's chat-completions protocol: streams `server.pieces`, or fails the way `server.mode` says."""
-
-    def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        mode, pieces = self.server.mode, self.server.pieces  # type: ignore[attr-defined]
-        if mode == "401":  # the worst case: the error message quotes the key it was sent
-            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
-            error = {"error": {"message": f"Incorrect API key provided: {key}", "code": "invalid_api_key"}}
-            return self.send(401, json.dumps(error).encode(), "application/json")
-        if mode == "500":  # a plain-text error the SDK quotes as it is: it would drive the terminal
-            return self.send(500, "upstream \x1b]0;pwned\x07exploded\x1b[2J \x9b31m".encode(), "text/plain")
-        if not body.get("stream"):
-            message = {"role": "assistant", "content": "".join(pieces)}
-            reply = {"id": "x", "object": "chat.completion", "created": 0, "model": "stub",
-                     "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}  # fmt: skip
-            return self.send(200, json.dumps(reply).encode(), "application/json")
-        deltas = [{"role": "assistant", "content": piece} for piece in pieces] + [{}]
-        chunks = [
-            {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "stub",
-             "choices": [{"index": 0, "delta": delta, "finish_reason": None if delta else "stop"}]}
-            for delta in deltas
-        ]  # fmt: skip
-        stream = b"".join(f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks) + b"data: [DONE]\n\n"
-        self.send(200, stream, "text/event-stream")
-
-
 @pytest.fixture
 def model_server() -> Iterator[ThreadingHTTPServer]:
     """A scripted OpenAI-compatible server on 127.0.0.1; set `.mode` and `.pieces`; `.url` is its /v1."""
@@ -129,6 +86,7 @@ def model_server() -> Iterator[ThreadingHTTPServer]:
 # --- the terminal ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ingest_warnings_are_inert(ingested: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     _, out = ingested
     assert_inert(out)
@@ -136,6 +94,7 @@ def test_ingest_warnings_are_inert(ingested: tuple[Path, subprocess.CompletedPro
     assert out.stdout.startswith("added 11,") and "bad 1" in out.stdout
 
 
+@pytest.mark.slow
 def test_ask_prints_abstracts_and_titles_inert(store: Path) -> None:
     out = run("ask", QUESTION, "--store", str(store))
     assert_inert(out)
@@ -145,6 +104,7 @@ def test_ask_prints_abstracts_and_titles_inert(store: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_ask_json_keeps_the_data_with_controls_escaped(store: Path) -> None:
     out = run("ask", QUESTION, "--store", str(store), "--json")
     assert_inert(out)
@@ -155,6 +115,7 @@ def test_ask_json_keeps_the_data_with_controls_escaped(store: Path) -> None:
     assert "\\u009b31m" in out.stdout and "\\u001b[2J" in out.stdout
 
 
+@pytest.mark.slow
 def test_streamed_reply_with_sequences_split_across_pieces_is_inert(
     store: Path, model_server: ThreadingHTTPServer
 ) -> None:
@@ -181,6 +142,7 @@ def test_streamed_reply_with_sequences_split_across_pieces_is_inert(
     assert withheld["citations"] == [HOSTILE_ID] and data["dropped_citations"] == ["\x1bc\x9b31m"]
 
 
+@pytest.mark.slow
 def test_a_server_error_that_would_drive_the_terminal_is_inert(
     store: Path, model_server: ThreadingHTTPServer
 ) -> None:
@@ -192,6 +154,7 @@ def test_a_server_error_that_would_drive_the_terminal_is_inert(
     assert f"warning: {spec} failed (InternalServerError" in out.stdout
 
 
+@pytest.mark.slow
 def test_chat_and_eval_output_is_inert(store: Path, tmp_path: Path) -> None:
     out = run("chat", "--store", str(store), stdin=f"{QUESTION}\nWhat do they hide?\n\n")
     assert_inert(out)
@@ -268,6 +231,7 @@ WATCH = """() => {
 }"""
 
 
+@pytest.mark.slow
 def test_browser_renders_a_hostile_model_reply_inert(hostile_chat: str) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -302,6 +266,7 @@ def assert_no_key(*texts: str) -> None:
         assert "SECRET" not in text, text
 
 
+@pytest.mark.slow
 def test_api_keys_are_never_printed(store: Path, model_server: ThreadingHTTPServer) -> None:
     """Keys reach the server (which echoes them in its error), never stdout, stderr or debug logs."""
     model_server.mode = "401"  # type: ignore[attr-defined]
@@ -330,6 +295,7 @@ def test_api_keys_are_never_printed(store: Path, model_server: ThreadingHTTPServ
     assert json.loads(runs[2].stdout)["warnings"][0].startswith("openai:gpt-4o-mini failed (")
 
 
+@pytest.mark.slow
 def test_api_keys_stay_out_of_python_logging(
     store: Path,
     model_server: ThreadingHTTPServer,

@@ -1,5 +1,5 @@
-"""Scale: the fast model form, incremental re-ingest (embedding calls counted), delete and prune,
-and kill -9 at several points followed by a resume, all on real records of the 75k file."""
+"""Scale: the fast model form (on real abstracts of the 75k file), incremental re-ingest (embedding
+calls counted), delete and prune, and kill -9 at several points followed by a resume."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from assistant.onnx_optimize import optimized_path
 from assistant.pipeline import Assistant, open_store
 from assistant.schema import Paper
 from assistant.sources import read_papers
-from tests.conftest import ROOT, make_settings
+from tests.helpers.records import papers_file
+from tests.helpers.settings import ROOT, make_settings
 
 BIG = "arxiv-cs-75k.kaggle.jsonl.gz"
 CALIBRATION = model_inputs(bundled_texts()[:2])
@@ -41,13 +42,6 @@ class CountingEmbedding(MiniLMEmbedding):
         return super().embed(texts)
 
 
-def head(data_dir: Path, n: int, target: Path) -> Path:
-    """Write the first `n` records of the real 75k file as plain JSON lines."""
-    with gzip.open(data_dir / BIG, "rb") as lines, open(target, "wb") as out:
-        out.writelines(itertools.islice(lines, n))
-    return target
-
-
 def chunk_ids(path: Path) -> set[str]:
     """Return the chunk ids an ingest of `path` must end up with."""
     chunker = Chunker(ChunkingSettings())
@@ -55,6 +49,7 @@ def chunk_ids(path: Path) -> set[str]:
     return {node.node_id for paper in papers.values() for node in chunker.nodes(paper)}
 
 
+@pytest.mark.slow
 def test_fast_model_is_cached_and_matches_the_packaged_one(data_dir: Path, embed: MiniLMEmbedding) -> None:
     assert fast_model_path() != model_path()  # the int8-compute form is in use
     with gzip.open(data_dir / BIG, "rt") as lines:
@@ -74,6 +69,7 @@ def test_fast_model_is_cached_and_matches_the_packaged_one(data_dir: Path, embed
     assert float(alone @ padded) >= 0.99
 
 
+@pytest.mark.slow
 def test_rewrite_is_built_once_and_a_refused_one_is_remembered(tmp_path: Path) -> None:
     built = optimized_path(model_path(), "ab" * 32, CALIBRATION, lambda candidate: True, tmp_path)
     assert built is not None and built.stat().st_size > 0
@@ -91,8 +87,8 @@ def test_rewrite_is_built_once_and_a_refused_one_is_remembered(tmp_path: Path) -
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".onnx", ".refused"]  # no temp file left
 
 
-def test_unchanged_papers_are_not_embedded_again(tmp_path: Path, data_dir: Path) -> None:
-    path = head(data_dir, 12, tmp_path / "in.jsonl")
+def test_unchanged_papers_are_not_embedded_again(tmp_path: Path) -> None:
+    path = papers_file(tmp_path / "in.jsonl", 12)
     model = CountingEmbedding()
     settings = make_settings(tmp_path / "s")
     run = Ingester(open_store(settings, for_writing=True), model, settings.chunking)
@@ -113,7 +109,7 @@ def test_unchanged_papers_are_not_embedded_again(tmp_path: Path, data_dir: Path)
     assert hits[0].arxiv_id == paper
 
 
-def test_delete_and_prune(tmp_path: Path, data_dir: Path, embed: MiniLMEmbedding) -> None:
+def test_delete_and_prune(tmp_path: Path, embed: MiniLMEmbedding) -> None:
     store_path = tmp_path / "s"
     settings = make_settings(store_path)
     run = Ingester(open_store(settings, for_writing=True), embed, settings.chunking)
@@ -121,10 +117,10 @@ def test_delete_and_prune(tmp_path: Path, data_dir: Path, embed: MiniLMEmbedding
     assert main(["delete", "--store", str(store_path), "arXiv:2305.14387v2", "2302.05733", "9999.99999"]) == 0
     assert run.store.paper_count() == 8
     assert not {"2305.14387", "2302.05733"} & run.store.paper_ids()
-    ids = {entry["arxiv_id"] for entry in keyword.load_or_build(run.store).corpus}
+    ids = {i.partition("#")[0] for i in keyword.load_or_build(run.store).live_ids()}
     assert "2305.14387" not in ids and len(ids) == 8
     # Pruning against a file of 3 other papers leaves exactly those 3.
-    report = run.ingest([head(data_dir, 3, tmp_path / "three.jsonl")], prune=True)
+    report = run.ingest([papers_file(tmp_path / "three.jsonl", 3)], prune=True)
     assert (report.added, report.removed) == (3, 8)
     assert run.store.paper_ids() == set(p.arxiv_id for p in read_papers(tmp_path / "three.jsonl"))
     assert "removed 8" in report.summary()
@@ -141,7 +137,7 @@ def test_prune_is_skipped_when_an_input_is_unreadable(tmp_path: Path, embed: Min
 
 
 def test_count_records_is_cheap_and_exact(data_dir: Path, tmp_path: Path) -> None:
-    assert count_records([head(data_dir, 7, tmp_path / "a.jsonl"), data_dir / BIG]) == 7 + 74_728
+    assert count_records([papers_file(tmp_path / "a.jsonl", 7), data_dir / BIG]) == 7 + 74_728
     assert count_records([bundled_corpus()]) is None  # not JSON lines: no total, the bar shows a rate
 
 
@@ -188,8 +184,9 @@ def ingest_child(store: Path, source: Path, kill_after: int | None, delay: float
     return "".join(lines)
 
 
-def test_kill_9_at_several_points_then_resume(tmp_path: Path, data_dir: Path) -> None:
-    source = head(data_dir, 20, tmp_path / "in.jsonl")
+@pytest.mark.slow
+def test_kill_9_at_several_points_then_resume(tmp_path: Path) -> None:
+    source = papers_file(tmp_path / "in.jsonl", 20)
     store = tmp_path / "s"
     for kill_after, delay in ((1, 0.0), (2, 0.3), (3, 1.0)):
         ingest_child(store, source, kill_after, delay)

@@ -3,8 +3,6 @@ process queries, counts checked from both sides."""
 
 from __future__ import annotations
 
-import gzip
-import itertools
 import os
 import subprocess
 import sys
@@ -18,9 +16,11 @@ from assistant.config import Settings
 from assistant.embeddings import MODEL_ID, MiniLMEmbedding
 from assistant.errors import StoreError
 from assistant.ingest import Ingester
+from assistant.pipeline import Assistant
 from assistant.store import Store
-from tests.conftest import ROOT
-from tests.servers import free_port, running
+from bench.servers import free_port, running
+from tests.helpers.records import papers_file
+from tests.helpers.settings import ROOT
 
 CHROMA = Path(sys.executable).with_name("chroma")
 PAPERS = 24
@@ -37,7 +37,7 @@ def chroma_server(tmp_path: Path) -> Iterator[int]:
     port = free_port()
     argv = [CHROMA, "run", "--path", tmp_path / "server-data", "--host", "127.0.0.1", "--port", port]
     heartbeat = f"http://127.0.0.1:{port}/api/v2/heartbeat"
-    with running([str(a) for a in argv], heartbeat, tmp_path / "chroma.log", timeout=30):
+    with running([str(a) for a in argv], heartbeat, tmp_path / "chroma.log", timeout=90):
         yield port
 
 
@@ -71,17 +71,15 @@ while time.monotonic() < deadline:
 """
 
 
+@pytest.mark.slow
 def test_ingest_through_a_chroma_server_while_another_process_queries(
     chroma_server: int,
     tmp_path: Path,
-    data_dir: Path,
     embed: MiniLMEmbedding,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(ingest, "BATCH_PAPERS", 4)  # several writes, so the querier sees them land
-    source = tmp_path / "in.jsonl"
-    with gzip.open(data_dir / "arxiv-cs-75k.kaggle.jsonl.gz", "rb") as lines:
-        source.write_bytes(b"".join(itertools.islice(lines, PAPERS)))
+    source = papers_file(tmp_path / "in.jsonl", PAPERS)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     querier = subprocess.Popen(
         [sys.executable, "-c", QUERIER, str(tmp_path / "querier"), str(chroma_server), str(PAPERS)],
@@ -111,9 +109,30 @@ def test_ingest_through_a_chroma_server_while_another_process_queries(
     counts = [papers for papers, _ in seen]
     assert counts == sorted(counts) and len(set(counts)) > 2  # it saw the store grow, write by write
     # The keyword index lives beside the client, in store.path; the vectors only on the server.
-    assert (tmp_path / "ingester" / "keyword_index.json").is_file()
+    assert (tmp_path / "ingester" / "keyword" / "manifest.json").is_file()
     assert not (tmp_path / "ingester" / "chroma.sqlite3").exists()
     assert store.describe()["store"] == f"http://127.0.0.1:{chroma_server} (arxiv_abstracts)"
+
+
+@pytest.mark.slow
+def test_a_query_never_creates_or_seeds_a_server_collection(
+    chroma_server: int, tmp_path: Path, embed: MiniLMEmbedding, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # store.path is the default ./index_store: no excuse to seed anything
+    overrides = {"store.mode": "server", "store.port": chroma_server, "answer.llm": "extractive"}
+    settings = Settings.load(overrides=overrides, env={})
+    with pytest.raises(
+        StoreError, match="has no collection 'arxiv_abstracts'; build it with `assistant ingest"
+    ):
+        Assistant(settings, embed_model=embed)
+    with pytest.raises(StoreError, match="has no collection"):  # the failed query did not create it
+        Store.from_settings(settings.store, MODEL_ID, create=False)
+    # An empty collection (someone's ingest made it) is not filled with the bundled abstracts either.
+    Store.from_settings(settings.store, MODEL_ID, create=True)
+    bot = Assistant(settings, embed_model=embed)
+    with pytest.raises(StoreError, match="is empty: add papers with `assistant ingest FILE` in server mode"):
+        bot.ask("What is AdaScale SGD?")
+    assert bot.store.count() == 0
 
 
 def test_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
@@ -122,6 +141,7 @@ def test_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
         Store.from_settings(settings.store, MODEL_ID, create=True)
 
 
+@pytest.mark.slow
 def test_query_of_a_missing_collection_says_to_ingest(chroma_server: int, tmp_path: Path) -> None:
     settings = server_settings(tmp_path / "local", chroma_server)
     with pytest.raises(StoreError, match="has no collection 'arxiv_abstracts'"):

@@ -11,13 +11,8 @@ import pytest
 
 from assistant.errors import InputError, SourceError
 from assistant.ingest import bundled_corpus
-from assistant.schema import BadRecord, Paper
 from assistant.sources import detect_format, read_papers
-
-
-def split(records: object) -> tuple[list[Paper], list[BadRecord]]:
-    items = list(records)  # type: ignore[call-overload]
-    return [r for r in items if isinstance(r, Paper)], [r for r in items if isinstance(r, BadRecord)]
+from tests.helpers.records import split
 
 
 def test_seed_listing_fields() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import re
-import textwrap
 import time
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -19,17 +18,9 @@ from assistant.schema import BadRecord, Paper
 from assistant.sources import detect_format, read_papers
 from assistant.sources.oai import parse_oai
 from assistant.sources.xmlstream import PageInfo, file_text
-from tests.conftest import make_settings
-from tests.test_sources import split
-
-OAI_FILE = "arxivsync_ListRecords_arXivRaw_1000.xml"
-
-
-def error_feed(data_dir: Path) -> str:
-    """The API's error response for a malformed id, exactly as the arXiv API user manual shows it."""
-    manual = (data_dir / "spec" / "arxiv-docs__source_help_api_user-manual.md").read_text(encoding="utf-8")
-    start = manual.index("    <?xml", manual.index("### 3.4. Errors"))
-    return textwrap.dedent(manual[start : manual.index("</feed>", start) + len("</feed>")]) + "\n"
+from tests.helpers.formats import OAI_FILE, error_feed
+from tests.helpers.records import split
+from tests.helpers.settings import make_settings
 
 
 def test_atom_query_fields(data_dir: Path) -> None:

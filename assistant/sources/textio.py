@@ -20,7 +20,8 @@ def clean(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def _open(path: Path) -> IO[bytes]:
+def open_bytes(path: Path) -> IO[bytes]:
+    """Open a file for reading bytes, decompressing it if its content (not its name) is gzip."""
     try:
         handle: IO[bytes] = path.open("rb")
         if handle.read(2) == GZIP_MAGIC:
@@ -38,7 +39,7 @@ def _open(path: Path) -> IO[bytes]:
 
 def head(path: Path, size: int = 4096) -> bytes:
     """Return the first `size` bytes of the (decompressed) file."""
-    with _open(path) as handle:
+    with open_bytes(path) as handle:
         try:
             return handle.read(size)
         except (OSError, EOFError, zlib.error) as exc:
@@ -50,7 +51,7 @@ def lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
     if b"\x00" in head(path):
         raise SourceError(f"{path}: binary data, or UTF-16 text; save the file as UTF-8 text or JSON lines")
     number = 0
-    with _open(path) as handle:
+    with open_bytes(path) as handle:
         try:
             for number, raw in enumerate(handle, start=1):
                 try:

@@ -1,4 +1,7 @@
-"""Real servers for tests: started on a free 127.0.0.1 port, waited for with a bound, always stopped."""
+"""Real servers for the benchmarks and the tests: a free 127.0.0.1 port, a bounded wait, always stopped.
+
+Here, not under tests/, because the benchmarks run them too (and never import the tests).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
+
+class ServerError(RuntimeError):
+    """A server exited or did not answer in time; the message holds the end of its log."""
 
 
 def free_port() -> int:
@@ -38,14 +43,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running(argv: Sequence[str], ready_url: str, log: Path, timeout: float, **popen: Any) -> Iterator[None]:
-    """Run `argv` (output to `log`) until `ready_url` answers 200; fail the test after `timeout` s."""
+    """Run `argv` (output to `log`) until `ready_url` answers 200; raise `ServerError` after `timeout` s."""
     with log.open("wb") as out:
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, **popen)
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"{argv[:4]} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+                raise ServerError(f"{argv[:4]} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(ready_url, timeout=5) as response:
                     if response.status == 200:
@@ -53,8 +58,8 @@ def running(argv: Sequence[str], ready_url: str, log: Path, timeout: float, **po
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(
-                    f"{argv[:4]} did not serve {ready_url} within {timeout:.0f} s:\n{log.read_text()}"
+                raise ServerError(
+                    f"{argv[:4]} did not serve {ready_url} within {timeout:.0f} s:\n{log.read_text()[-2000:]}"
                 )
             time.sleep(0.5)
         yield
@@ -112,18 +117,6 @@ def in_background(server: Server) -> Iterator[Server]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@contextmanager
-def stub_server(handler: type[BaseHTTPRequestHandler], **attributes: Any) -> Iterator[ThreadingHTTPServer]:
-    """Serve `handler` on a free 127.0.0.1 port with `attributes` set on the server and `.url` its /v1."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    for name, value in attributes.items():
-        setattr(server, name, value)
-    server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"  # type: ignore[attr-defined]
-    with in_background(server):
-        yield server
 
 
 class FakeOpenAI(ThreadingHTTPServer):

@@ -1,0 +1,21 @@
+"""The BM25 keyword index over the store's chunks: bm25s segments searched together, kept up to date."""
+
+from assistant.keyword.live import KeywordIndex, Snapshot, catch_up, load_or_build, rebuild, up_to_date
+from assistant.keyword.search import KeywordRetriever
+from assistant.keyword.segments import LANGUAGE, TOKEN_PATTERN, build, light_entry, stemmer, tokenizer
+
+__all__ = [
+    "LANGUAGE",
+    "TOKEN_PATTERN",
+    "KeywordIndex",
+    "KeywordRetriever",
+    "Snapshot",
+    "build",
+    "catch_up",
+    "light_entry",
+    "load_or_build",
+    "rebuild",
+    "stemmer",
+    "tokenizer",
+    "up_to_date",
+]
