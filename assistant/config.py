@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from assistant.errors import ConfigError
 
@@ -19,6 +19,7 @@ CONFIG_ENV = "ASSISTANT_CONFIG"
 # min_score_* on 2,000 papers, their growth up to 74,728; it is not extrapolated beyond.
 CALIBRATED_PAPERS = 2_000
 LARGEST_CALIBRATED = 75_000
+RERANK_KINDS = ("none", "sentences", "llm")
 # Unknown names that look like a secret put inline: refused with a pointer to the safe places.
 _SECRET_NAME = re.compile(r"(^|_)(api_?key|key|token|secret|password)$", re.IGNORECASE)
 
@@ -49,6 +50,15 @@ class StoreSettings(Section):
 
 
 class EmbeddingSettings(Section):
+    model: str = setting(
+        "minilm",
+        "what embeds the store and the questions: minilm (bundled), openai:MODEL, "
+        "openai-compatible:MODEL@URL, ollama:MODEL or tei:URL; a store keeps the one it was built with",
+        "ASSISTANT_EMBEDDING",
+    )
+    timeout: float = setting(
+        60.0, "seconds a served embedding model may take to answer", "ASSISTANT_EMBED_TIMEOUT", gt=0
+    )
     threads: int = setting(
         0, "onnxruntime threads for embedding; 0 = all cores", "ASSISTANT_EMBED_THREADS", ge=0
     )
@@ -92,6 +102,19 @@ class RetrievalSettings(Section):
         ge=0,
         le=1,
     )
+    rerank: str = setting(
+        "none",
+        "re-order the fused candidates: none, sentences (bundled MiniLM, best sentences), "
+        "llm (the configured answerer) or tei:URL (a text-embeddings-inference reranker)",
+        "ASSISTANT_RERANK",
+    )
+    rerank_candidates: int = setting(
+        10,
+        "fused papers the rerank stage re-orders before keeping top_k",
+        "ASSISTANT_RERANK_CANDIDATES",
+        ge=1,
+        le=100,
+    )
     # Relevance thresholds, calibrated per retriever (README "Knowing when not to answer"): a
     # passage counts only if one of its sentences has at least this cosine to the question.
     min_score_dense: float = setting(
@@ -114,6 +137,14 @@ class RetrievalSettings(Section):
         ge=0,
         le=1,
     )
+
+    @field_validator("rerank")
+    @classmethod
+    def _rerank_form(cls, value: str) -> str:
+        value = value.strip()
+        if value not in RERANK_KINDS and not re.fullmatch(r"tei:https?://\S+", value):
+            raise ValueError(f"use one of: {', '.join(RERANK_KINDS)}, tei:http://host:port")
+        return value
 
     def min_score(self, retriever: str | None = None, papers: int = 0) -> float:
         """Return the relevance threshold of `retriever` (default: the configured one) for `papers` stored."""

@@ -164,7 +164,7 @@ def evaluate_retrieval(
             sums.append(retrieval_scores(case.expected_ids, ranked, ks))
         else:
             unanswerable += 1
-            cleared = relevant_sentences(query, passages, bot.embed_model, min_score=threshold)
+            cleared = relevant_sentences(query, passages, bot.sentence_model, min_score=threshold)
             declined += not cleared
             row["declined"] = not cleared
         rows.append(row)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from assistant.embeddings import MiniLMEmbedding
+from assistant.embeddings import TextEncoder
 from assistant.prompts import NOT_FOUND
 from assistant.schema import Passage
 
@@ -40,7 +40,7 @@ class Scored:
 
 
 def relevant_sentences(
-    question: str, passages: Sequence[Passage], embed_model: MiniLMEmbedding, *, min_score: float
+    question: str, passages: Sequence[Passage], embed_model: TextEncoder, *, min_score: float
 ) -> list[Scored]:
     """Score each sentence against the question; keep the passages whose best sentence reaches `min_score`.
 
@@ -66,7 +66,7 @@ def relevant_sentences(
 def extractive_answer(
     question: str,
     passages: Sequence[Passage],
-    embed_model: MiniLMEmbedding,
+    embed_model: TextEncoder,
     *,
     min_score: float,
     max_sentences: int,

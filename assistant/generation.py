@@ -11,7 +11,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from assistant.citations import parse_citations, verify
 from assistant.config import AnswerSettings
-from assistant.embeddings import MiniLMEmbedding
+from assistant.embeddings import TextEncoder
 from assistant.extractive import Scored, extractive_answer, relevant_sentences, sentences
 from assistant.llms import Backend
 from assistant.prompts import FALLBACK_NOTICE, NOT_FOUND, PASSAGE, SYSTEM_PROMPT, USER_PROMPT
@@ -80,7 +80,7 @@ def approx_tokens(text: str) -> int:
 def select_context(
     question: str,
     passages: Sequence[Passage],
-    embed_model: MiniLMEmbedding,
+    embed_model: TextEncoder,
     *,
     min_score: float,
     max_tokens: int,
@@ -182,7 +182,7 @@ def stream_answer(
     question: str,
     passages: list[Passage],
     *,
-    embed_model: MiniLMEmbedding,
+    embed_model: TextEncoder,
     settings: AnswerSettings,
     min_score: float,
     query: str | None = None,

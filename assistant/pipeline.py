@@ -9,16 +9,19 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.condense import condense
 from assistant.config import Settings
-from assistant.embeddings import MODEL_ID, MiniLMEmbedding, default_embedding
+from assistant.embeddings import MiniLMEmbedding, SentenceCache, default_embedding, store_id
+from assistant.embeddings import resolve as resolve_embedding
 from assistant.errors import InputError
 from assistant.generation import stream_answer
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.llms import Backend, resolve
+from assistant.rerank import Reranker
 from assistant.retrieval import Filters, Retrieval
 from assistant.schema import Answer, Passage
 from assistant.store import Store
 
 if TYPE_CHECKING:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.llms.llm import LLM
 
 DEFAULT_STORE = Path("index_store")
@@ -38,21 +41,39 @@ def check_question(question: Any, max_chars: int) -> str:
 
 
 class Assistant:
-    """Answers questions from one store; build it once and ask many times."""
+    """Answers questions from one store; build it once and ask many times.
+
+    Two models: `embed_model` embeds the store and the questions (`embedding.model`, the bundled
+    MiniLM by default); `sentence_model`, always the bundled MiniLM, scores sentences for the rerank
+    stage, the relevance threshold and the answer (the thresholds are MiniLM cosines). With MiniLM
+    as the embedding they are one model.
+    """
 
     def __init__(
         self,
         settings: Settings | None = None,
         *,
-        embed_model: MiniLMEmbedding | None = None,
+        embed_model: BaseEmbedding | None = None,
+        sentence_model: MiniLMEmbedding | None = None,
         store: Store | None = None,
         backend: Backend | None = None,
     ) -> None:
         self.settings = settings or Settings.load()
-        # Resolved first: a bad `--llm` spec fails before anything slow is loaded.
+        embedding = self.settings.embedding
+        # Resolved first: a bad `--llm`, `--embedding` or `--rerank` fails before anything slow is loaded.
         self._backend = backend or resolve(self.settings.answer)
-        self.embed_model = embed_model or default_embedding(self.settings.embedding.threads)
-        self.embed_model.batch_tokens = self.settings.embedding.batch_tokens
+        choice = resolve_embedding(self.settings)
+        self.reranker = Reranker(
+            self.settings.retrieval.rerank, backend=self._backend, timeout=embedding.timeout
+        )
+        self.embed_model = embed_model or choice.build()
+        if isinstance(self.embed_model, MiniLMEmbedding):
+            self.embed_model.batch_tokens = embedding.batch_tokens
+        self.sentence_model = sentence_model or (
+            self.embed_model
+            if isinstance(self.embed_model, MiniLMEmbedding)
+            else default_embedding(embedding.threads, embedding.batch_tokens)
+        )
         self.store = store or open_store(self.settings, for_writing=False)
         self._retrieval: Retrieval | None = None
         self._indexed = False
@@ -97,20 +118,29 @@ class Assistant:
         *,
         filters: Filters | dict[str, Any] | None = None,
         retriever: str | None = None,
+        sentences: SentenceCache | None = None,
     ) -> list[Passage]:
-        """Return the best passage of each of the `top_k` most relevant papers that pass `filters`."""
+        """Return the best passage of each of the `top_k` most relevant papers that pass `filters`.
+
+        With a rerank stage, `retrieval.rerank_candidates` fused papers are re-ordered first;
+        `sentences` (this question's cache of sentence vectors) lets the answer stage re-use its work.
+        """
         question = check_question(question, self.settings.answer.max_question_chars)
         self.ensure_indexed()
+        retrieval = self.settings.retrieval
         if self._retrieval is None:
-            retrieval = self.settings.retrieval
             self._retrieval = Retrieval(
                 self.store, self.embed_model, fusion=retrieval.fusion, dense_weight=retrieval.dense_weight
             )
-        return self._retrieval.retrieve(
+        top_k = top_k or retrieval.top_k
+        candidates = self._retrieval.retrieve(
             question,
-            top_k or self.settings.retrieval.top_k,
-            kind=retriever or self.settings.retrieval.retriever,
+            max(top_k, retrieval.rerank_candidates) if self.reranker.active else top_k,
+            kind=retriever or retrieval.retriever,
             filters=Filters.make(filters),
+        )
+        return self.reranker.rerank(
+            question, candidates, top_k, sentences or SentenceCache(self.sentence_model)
         )
 
     def chat(
@@ -156,12 +186,16 @@ class Assistant:
         question = check_question(question, self.settings.answer.max_question_chars)
         if query is None and history:
             query = condense(question, history, llm=self.llm)
-        passages = self.retrieve(query or question, top_k, filters=filters, retriever=retriever)
+        # One cache per question: the sentences the rerank stage embedded are not embedded again.
+        sentences = SentenceCache(self.sentence_model)
+        passages = self.retrieve(
+            query or question, top_k, filters=filters, retriever=retriever, sentences=sentences
+        )
         yield from stream_answer(
             self._backend,
             question,
             passages,
-            embed_model=self.embed_model,
+            embed_model=sentences,
             settings=self.settings.answer,
             min_score=self.min_score(retriever),
             query=query,
@@ -179,7 +213,7 @@ def open_store(settings: Settings, *, for_writing: bool) -> Store:
     """Open the configured store; only ingest, or the default ./index_store, may create it."""
     path = settings.store.path
     create = for_writing or path.resolve() == DEFAULT_STORE.resolve()
-    return Store.from_settings(settings.store, MODEL_ID, create=create)
+    return Store.from_settings(settings.store, store_id(settings.embedding.model), create=create)
 
 
 def answer(
