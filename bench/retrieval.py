@@ -304,8 +304,10 @@ def main() -> int:
     parser.add_argument(
         "--stores", type=Path, default=Path("/tmp/arxiv-assistant-bench"), help="store folder"
     )
-    parser.add_argument("--fusion", default="", help="hybrid fusion mode (default: the setting)")
-    parser.add_argument("--dense-weight", type=float, help="hybrid's dense share (default: the setting)")
+    parser.add_argument(
+        "--fusion", default="", help="hybrid fusion mode(s), comma-separated (default: setting)"
+    )
+    parser.add_argument("--dense-weight", default="", help="hybrid's dense share(s), comma-separated")
     parser.add_argument(
         "--min-score-growth",
         type=float,
@@ -319,23 +321,31 @@ def main() -> int:
     kinds = args.retriever.split(",")
     reranks = args.rerank.split(",")
     counts: list[int | None] = [int(c) for c in args.candidates.split(",") if c] or [None]
+    fusions: list[str | None] = [f for f in args.fusion.split(",") if f] or [None]
+    weights: list[float | None] = [float(w) for w in args.dense_weight.split(",") if w] or [None]
     args.stores.mkdir(parents=True, exist_ok=True)
     stores = Stores(args.stores, args.min_score_growth, None)
 
     def configurations(
         paths: dict[str, Path], cases: list[list[Case]], titles: bool, off_topic: bool
     ) -> Iterator[tuple[str, dict[str, float]]]:
-        for spec, kind, rerank, count in itertools.product(specs, kinds, reranks, counts):
-            if rerank == "none" and count != counts[0]:
-                continue  # the candidates count changes nothing without a rerank stage
+        for spec, kind, fusion, weight, rerank, count in itertools.product(
+            specs, kinds, fusions, weights, reranks, counts
+        ):
+            if (rerank == "none" and count != counts[0]) or (
+                kind != "hybrid" and (fusion, weight) != (fusions[0], weights[0])
+            ):
+                continue  # candidates change nothing without a rerank stage, fusion nothing but hybrid
             stores.candidates = count
             bot = stores.assistant(paths[spec], spec, rerank, titles=titles)
-            if args.fusion:
-                bot.settings.retrieval.fusion = args.fusion  # type: ignore[assignment]
-            if args.dense_weight is not None:
-                bot.settings.retrieval.dense_weight = args.dense_weight
-            label = rerank if rerank == "none" else f"{rerank} ({bot.settings.retrieval.rerank_candidates})"
-            yield f"{spec} | {kind} | {label}", score(bot, cases, kind, off_topic)
+            retrieval = bot.settings.retrieval
+            retrieval.fusion = fusion or retrieval.fusion  # type: ignore[assignment]
+            retrieval.dense_weight = retrieval.dense_weight if weight is None else weight
+            named = kind
+            if kind == "hybrid" and (len(fusions) > 1 or len(weights) > 1):
+                named = f"hybrid ({retrieval.fusion}, dense {retrieval.dense_weight:g})"
+            label = rerank if rerank == "none" else f"{rerank} ({retrieval.rerank_candidates})"
+            yield f"{spec} | {named} | {label}", score(bot, cases, kind, off_topic)
 
     for name in [s for s in sets if s in ("scifact", "spar", "bundled")]:
         paths = {}
