@@ -160,7 +160,9 @@ def evaluate_retrieval(
         elapsed = (time.perf_counter() - start) * 1000
         ranked = [p.arxiv_id for p in passages]
         rank = next((i for i, r in enumerate(ranked, start=1) if r in case.expected_ids), None)
-        cleared = bool(relevant_sentences(query, passages, sentences, min_score=threshold))
+        # What the answer stage would see: the first top_k papers (of the same candidates, if reranked).
+        shown = passages[: bot.settings.retrieval.top_k]
+        cleared = bool(relevant_sentences(query, shown, sentences, min_score=threshold))
         row: dict[str, Any] = {
             "question": case.question,
             "expected_ids": list(case.expected_ids),
