@@ -56,6 +56,7 @@ format: dev
 bench-retrieval: dev
 	$(PY) bench/retrieval.py --n 20000 --n 75000
 	$(PY) bench/sentence_vectors.py --windows 1,2,3
+	$(PY) bench/rerank_orderings.py --questions 300
 
 bench-ingest: dev
 	$(PY) bench/ingest.py
