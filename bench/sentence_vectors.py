@@ -101,7 +101,7 @@ def main() -> int:
             retrieval_scores(e, [p.arxiv_id for p in bot.retrieve(q, 10, retriever=kind)], KS)
             for q, e in questions
         ]
-        _row(f"product {kind} (chunk vectors)", rows, chunk_pieces / len(documents) if kind != "bm25" else 0)
+        _row(f"product {kind}", rows, chunk_pieces / len(documents) if kind != "bm25" else 0)
     assert bot._retrieval is not None  # built by the first retrieve above
     keyword = bot._retrieval.keyword_index()
     for width in [int(w) for w in args.windows.split(",")]:
