@@ -68,8 +68,9 @@ format: dev
 
 # Benchmarks: long, and not part of `make test`. Data from ../shared/data or $ARXIV_DATA.
 bench-retrieval: dev
-	$(PY) bench/retrieval.py --n 20000 --n 75000 --fusion dist_based_score,relative_score,reciprocal_rerank
-	$(PY) bench/retrieval.py --queries generated --n 20000 --n 75000
+	$(PY) bench/retrieval.py --n 20000 --n 75000
+	$(PY) bench/sentence_vectors.py --windows 1,2,3
+	$(PY) bench/rerank_orderings.py --questions 300
 
 bench-ingest: dev
 	$(PY) bench/ingest.py

@@ -44,6 +44,19 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--store", metavar="DIR", help="Chroma store folder (default ./index_store, $ASSISTANT_STORE)"
     )
+    common.add_argument(
+        "--embedding",
+        metavar="SPEC",
+        help="what embeds the store and questions: minilm, openai:MODEL, openai-compatible:MODEL@URL, "
+        "ollama:MODEL, tei:URL ($ASSISTANT_EMBEDDING; a store keeps the one it was built with)",
+    )
+
+    reranking = argparse.ArgumentParser(add_help=False)
+    reranking.add_argument(
+        "--rerank",
+        metavar="KIND",
+        help="re-order the fused candidates: none, sentences, llm, tei:URL ($ASSISTANT_RERANK)",
+    )
 
     filtering = argparse.ArgumentParser(add_help=False)
     filtering.add_argument("--top-k", type=int, metavar="N", help="papers to retrieve (default 5)")
@@ -102,14 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     ask = commands.add_parser(
-        "ask", parents=[common, search, answering], help="answer one question with cited sources"
+        "ask", parents=[common, search, reranking, answering], help="answer one question with cited sources"
     )
     ask.add_argument("question", metavar="QUESTION")
     ask.add_argument("--json", action="store_true", help="print the answer as JSON")
 
     commands.add_parser(
         "chat",
-        parents=[common, search, answering],
+        parents=[common, search, reranking, answering],
         help="a conversation in the terminal: follow-up questions understood",
     )
 
@@ -130,7 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("ids", nargs="+", metavar="ID", help="e.g. 2501.01234 or arXiv:2501.01234v2")
 
     evaluation = commands.add_parser(
-        "eval", parents=[common, answering], help="score retrieval (and answers) on your test questions"
+        "eval",
+        parents=[common, reranking, answering],
+        help="score retrieval (and answers) on your test questions",
     )
     evaluation.add_argument("questions", metavar="QUESTIONS.jsonl", type=Path, help="JSON lines of questions")
     evaluation.add_argument(
@@ -159,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     similar.add_argument("id", metavar="ID", help="a stored paper, e.g. 2005.04118")
     similar.add_argument("--json", action="store_true", help="print the papers as JSON")
 
-    serve = commands.add_parser("serve", parents=[common, answering], help="the web chat (Gradio)")
+    serve = commands.add_parser("serve", parents=[common, reranking, answering], help="the web chat (Gradio)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     serve.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (needed off 127.0.0.1)")
@@ -182,6 +197,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         config=args.config,
         overrides={
             "store.path": args.store,
+            "embedding.model": args.embedding,
+            "retrieval.rerank": getattr(args, "rerank", None),
             "answer.llm": getattr(args, "llm", None),
             "serve.concurrency": getattr(args, "concurrency", None),
         },
@@ -225,7 +242,7 @@ def paper_line(passage: Passage, mark: str = " ") -> str:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from assistant.embeddings import default_embedding
+    from assistant.embeddings import resolve
     from assistant.fetch import LiveRequest, fetch
     from assistant.ingest import Ingester, IngestReport
     from assistant.pipeline import open_store
@@ -242,9 +259,9 @@ def _ingest(args: argparse.Namespace) -> int:
     if bool(args.paths) == live.given:
         raise InputError("give input files, or one of --arxiv-query, --arxiv-ids, --oai-set (not both)")
     settings = _settings(args)
+    embedding = resolve(settings)  # a bad spec fails before the store is made
     store = open_store(settings, for_writing=True)
-    embed = default_embedding(settings.embedding.threads)
-    ingester = Ingester(store, embed, settings.chunking)
+    ingester = Ingester(store, embedding.build(), settings.chunking)
     if args.paths:
         prune = args.prune_missing
         report = ingester.ingest(
@@ -413,12 +430,13 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    from assistant.embeddings import MODEL_ID
+    from assistant.embeddings import store_id
     from assistant.ingest import delete_papers
     from assistant.store import Store
 
     settings = _settings(args)
-    deleted = delete_papers(Store.from_settings(settings.store, MODEL_ID, create=False), args.ids)
+    store = Store.from_settings(settings.store, store_id(settings.embedding.model), create=False)
+    deleted = delete_papers(store, args.ids)
     print(f"deleted {deleted} of {len(set(args.ids))} papers")
     return 0
 

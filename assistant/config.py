@@ -25,6 +25,7 @@ LOCAL_BUDGET = (160, 200)
 HOSTED_BUDGET = (400, 1500)
 # Most papers one question may retrieve, wherever it comes from (a flag, the API, the page).
 MAX_TOP_K = 100
+RERANK_KINDS = ("none", "sentences", "llm")
 # Unknown names that look like a secret put inline: refused with a pointer to the safe places.
 _SECRET_NAME = re.compile(r"(^|_)(api_?key|key|token|secret|password)$", re.IGNORECASE)
 
@@ -55,6 +56,15 @@ class StoreSettings(Section):
 
 
 class EmbeddingSettings(Section):
+    model: str = setting(
+        "minilm",
+        "what embeds the store and the questions: minilm (bundled), openai:MODEL, "
+        "openai-compatible:MODEL@URL, ollama:MODEL or tei:URL; a store keeps the one it was built with",
+        "ASSISTANT_EMBEDDING",
+    )
+    timeout: float = setting(
+        60.0, "seconds a served embedding model may take to answer", "ASSISTANT_EMBED_TIMEOUT", gt=0
+    )
     threads: int = setting(
         0, "onnxruntime threads for embedding; 0 = all cores", "ASSISTANT_EMBED_THREADS", ge=0
     )
@@ -98,6 +108,19 @@ class RetrievalSettings(Section):
         ge=0,
         le=1,
     )
+    rerank: str = setting(
+        "none",
+        "re-order the fused candidates: none, sentences (bundled MiniLM, best sentences), "
+        "llm (the configured answerer) or tei:URL (a text-embeddings-inference reranker)",
+        "ASSISTANT_RERANK",
+    )
+    rerank_candidates: int = setting(
+        10,
+        "fused papers the rerank stage re-orders before keeping top_k",
+        "ASSISTANT_RERANK_CANDIDATES",
+        ge=1,
+        le=100,
+    )
     # Relevance thresholds, calibrated per retriever (README "Knowing when not to answer"): a
     # passage counts only if one of its sentences has at least this cosine to the question.
     min_score_dense: float = setting(
@@ -120,6 +143,14 @@ class RetrievalSettings(Section):
         ge=0,
         le=1,
     )
+
+    @field_validator("rerank")
+    @classmethod
+    def _rerank_form(cls, value: str) -> str:
+        value = value.strip()
+        if value not in RERANK_KINDS and not re.fullmatch(r"tei:https?://\S+", value):
+            raise ValueError(f"use one of: {', '.join(RERANK_KINDS)}, tei:http://host:port")
+        return value
 
     def min_score(self, retriever: str | None = None, papers: int = 0) -> float:
         """Return the relevance threshold of `retriever` (default: the configured one) for `papers` stored."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from assistant import keyword
 from assistant.config import Settings
-from assistant.embeddings import MODEL_ID
+from assistant.embeddings import spec_of, store_id
 from assistant.errors import AssistantError
 from assistant.keyword.files import MANIFEST, Files
 from assistant.store import CHROMA_FILE, MODEL_KEY, SCAN_PAGE, Store, leftovers, writable
@@ -93,7 +93,7 @@ def diagnose(settings: Settings) -> Diagnosis:
     if not _server(settings) and not _files(settings, report):
         return report
     try:
-        store = Store.from_settings(settings.store, MODEL_ID, create=False)
+        store = Store.from_settings(settings.store, store_id(settings.embedding.model), create=False)
         chunks = store.count()
     except AssistantError as exc:
         detail = _plain(exc, report.store)
@@ -115,7 +115,7 @@ def diagnose(settings: Settings) -> Diagnosis:
 def repair(settings: Settings, report: Diagnosis) -> list[str]:
     """Repair what `report` marks fixable; return what was done. Run `diagnose` again to see the result."""
     done: list[str] = []
-    store = Store.from_settings(settings.store, MODEL_ID, create=False)
+    store = Store.from_settings(settings.store, store_id(settings.embedding.model), create=False)
     if report.broken_papers:
         store.delete_papers(report.broken_papers)
         done.append(
@@ -184,11 +184,13 @@ def _files(settings: Settings, report: Diagnosis) -> bool:
             f"`assistant ingest SOURCE --store {folder}`, or set store.collection to the one it holds",
         )
         return False
-    if model != MODEL_ID:
+    expected = store_id(settings.embedding.model)
+    if model != expected:
         report.problem(
             "embedding model",
-            f"built with {model!r}, but this assistant embeds with {MODEL_ID!r}",
-            f"ingest into a new folder: `assistant ingest SOURCE --store NEW_DIR` (or delete {folder} first)",
+            f"built with {model!r}, but this assistant embeds with {expected!r}",
+            f"open it with `--embedding {spec_of(str(model))}` (or embedding.model), or ingest into a new "
+            f"folder: `assistant ingest SOURCE --store NEW_DIR` (or delete {folder} first)",
         )
         return False
     report.ok("embedding model", f"{model} (the one this assistant uses)")

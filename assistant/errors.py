@@ -31,3 +31,7 @@ class LLMError(AssistantError):
 
 class FetchError(AssistantError):
     """A live fetch from arXiv cannot go on (network unreachable, server refusing, API error)."""
+
+
+class EmbeddingError(AssistantError):
+    """An embedding spec is invalid, its client is missing, or its server failed."""

@@ -7,12 +7,14 @@ import math
 import re
 import statistics
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from assistant.condense import Turn, condense
+from assistant.embeddings import SentenceCache
 from assistant.errors import InputError, SourceError
 from assistant.extractive import relevant_sentences
 from assistant.pipeline import Assistant
@@ -140,35 +142,50 @@ def _steps(conversations: list[list[Case]]) -> Iterator[tuple[Case, list[Turn]]]
 
 
 def evaluate_retrieval(
-    bot: Assistant, conversations: list[list[Case]], kind: str, ks: list[int], bar: Any
+    bot: Assistant, conversations: list[list[Case]], kind: str, ks: list[int], bar: Any, *, kept: bool = True
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Score one retriever on every case; return its averaged metrics and the per-question rows."""
-    rows, sums, declined, unanswerable = [], [], 0, 0
+    """Score one retriever on every case; return its averaged metrics and the per-question rows.
+
+    Besides the ranking metrics: the share of answerable questions whose passages clear the
+    relevance threshold (`answerable_kept`) and of unanswerable ones whose do not
+    (`unanswerable_declined`); each row has its retrieval time (`retrieval_ms`, rerank included).
+    Without `kept`, answerable questions skip the threshold check (it embeds their sentences).
+    """
+    rows, sums, n_kept, declined, unanswerable = [], [], 0, 0, 0
     threshold = bot.min_score(kind)
     for case, history in _steps(conversations):
         query = condense(case.question, history, llm=None)
-        passages = bot.retrieve(query, max(ks), retriever=kind)
+        sentences = SentenceCache(bot.sentence_model)  # the rerank stage's sentence vectors, re-used
+        start = time.perf_counter()
+        passages = bot.retrieve(query, max(ks), retriever=kind, sentences=sentences)
+        elapsed = (time.perf_counter() - start) * 1000
         ranked = [p.arxiv_id for p in passages]
         rank = next((i for i, r in enumerate(ranked, start=1) if r in case.expected_ids), None)
+        # What the answer stage would see: the first top_k papers (of the same candidates, if reranked).
+        shown = passages[: bot.settings.retrieval.top_k]
+        check = kept or not case.expected_ids
+        cleared = check and bool(relevant_sentences(query, shown, sentences, min_score=threshold))
         row: dict[str, Any] = {
             "question": case.question,
             "expected_ids": list(case.expected_ids),
             "retriever": kind,
             "retrieved_ids": ranked,
             "rank": rank,
+            "retrieval_ms": round(elapsed, 2),
         }
         if case.conversation is not None:
             row |= {"conversation": case.conversation, "turn": case.turn}
         if case.expected_ids:
             sums.append(retrieval_scores(case.expected_ids, ranked, ks))
+            n_kept += cleared
         else:
             unanswerable += 1
-            cleared = relevant_sentences(query, passages, bot.embed_model, min_score=threshold)
             declined += not cleared
             row["declined"] = not cleared
         rows.append(row)
         bar.update(1)
     metrics = {name: _mean([s[name] for s in sums]) for name in (sums[0] if sums else {})}
+    metrics["answerable_kept"] = round(n_kept / len(sums), 4) if sums and kept else None  # type: ignore[assignment]
     metrics["unanswerable_declined"] = round(declined / unanswerable, 4) if unanswerable else None  # type: ignore[assignment]
     return metrics, rows
 

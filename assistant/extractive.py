@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.embeddings import MiniLMEmbedding
+from assistant.embeddings import TextEncoder
 from assistant.schema import Passage
 
 # Split after . ! ? when a capital, digit or bracket starts the next sentence; keeps "e.g. the".
@@ -72,9 +72,7 @@ class SentenceScores:
         return max((item.similarity for item in self.items), default=-1.0)
 
 
-def score_sentences(
-    question: str, passages: Sequence[Passage], embed_model: MiniLMEmbedding
-) -> SentenceScores:
+def score_sentences(question: str, passages: Sequence[Passage], embed_model: TextEncoder) -> SentenceScores:
     """Embed the question and every sentence of `passages`, and score each sentence against it."""
     candidates = [
         (rank, position, p, sentence)
@@ -90,7 +88,7 @@ def score_sentences(
 
 
 def relevant_sentences(
-    question: str, passages: Sequence[Passage], embed_model: MiniLMEmbedding, *, min_score: float
+    question: str, passages: Sequence[Passage], embed_model: TextEncoder, *, min_score: float
 ) -> list[Scored]:
     """Score each sentence against the question; keep the passages whose best sentence reaches `min_score`."""
     return score_sentences(question, passages, embed_model).relevant(min_score)

@@ -14,7 +14,7 @@ from assistant import prompts
 from assistant.answer_grammar import answer_grammar
 from assistant.citations import parse_citations, verify
 from assistant.config import AnswerSettings
-from assistant.embeddings import MiniLMEmbedding
+from assistant.embeddings import TextEncoder
 from assistant.extractive import Scored, SentenceScores, extractive_answer, sentences
 from assistant.inert import safe
 from assistant.llms import Backend
@@ -170,7 +170,7 @@ class Draft:
     retrieved: set[str]
     context_ids: list[str]  # the passages the model was shown, the only ids its grammar allows
     scores: SentenceScores
-    embed_model: MiniLMEmbedding
+    embed_model: TextEncoder
     min_support: float
     question: str
     sentences: list[Sentence] = field(default_factory=list)  # shown
@@ -277,7 +277,7 @@ def stream_answer(
     passages: list[Passage],
     scores: SentenceScores,
     *,
-    embed_model: MiniLMEmbedding,
+    embed_model: TextEncoder,
     settings: AnswerSettings,
     min_score: float,
     query: str | None = None,

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.condense import condense
 from assistant.config import Settings
-from assistant.embeddings import MODEL_ID, MiniLMEmbedding, default_embedding
+from assistant.embeddings import MiniLMEmbedding, SentenceCache, default_embedding, store_id
+from assistant.embeddings import resolve as resolve_embedding
 from assistant.errors import StoreError
 from assistant.extractive import score_sentences
 from assistant.generation import Clock, stream_answer
@@ -18,32 +19,52 @@ from assistant.ingest import Ingester, bundled_corpus
 from assistant.limits import Search, check_filters, check_history, check_question, check_search, check_top_k
 from assistant.llms import Backend, resolve
 from assistant.papers import paper_vector, stored_paper
+from assistant.rerank import Reranker
 from assistant.retrieval import Filters, Retrieval
 from assistant.schema import Answer, Paper, Passage
 from assistant.store import Store
 
 if TYPE_CHECKING:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.llms.llm import LLM
 
 DEFAULT_STORE = Path("index_store")
 
 
 class Assistant:
-    """Answers questions from one store; build it once and ask many times."""
+    """Answers questions from one store; build it once and ask many times.
+
+    Two models: `embed_model` embeds the store and the questions (`embedding.model`, the bundled
+    MiniLM by default); `sentence_model`, always the bundled MiniLM, scores sentences for the rerank
+    stage, the relevance threshold and the answer (the thresholds are MiniLM cosines). With MiniLM
+    as the embedding they are one model.
+    """
 
     def __init__(
         self,
         settings: Settings | None = None,
         *,
-        embed_model: MiniLMEmbedding | None = None,
+        embed_model: BaseEmbedding | None = None,
+        sentence_model: MiniLMEmbedding | None = None,
         store: Store | None = None,
         backend: Backend | None = None,
     ) -> None:
         self.settings = settings or Settings.load()
-        # Resolved first: a bad `--llm` spec fails before anything slow is loaded.
+        embedding = self.settings.embedding
+        # Resolved first: a bad `--llm`, `--embedding` or `--rerank` fails before anything slow is loaded.
         self._backend = backend or resolve(self.settings.answer)
-        self.embed_model = embed_model or default_embedding(self.settings.embedding.threads)
-        self.embed_model.batch_tokens = self.settings.embedding.batch_tokens
+        choice = resolve_embedding(self.settings)
+        self.reranker = Reranker(
+            self.settings.retrieval.rerank, backend=self._backend, timeout=embedding.timeout
+        )
+        self.embed_model = embed_model or choice.build()
+        if isinstance(self.embed_model, MiniLMEmbedding):
+            self.embed_model.batch_tokens = embedding.batch_tokens
+        self.sentence_model = sentence_model or (
+            self.embed_model
+            if isinstance(self.embed_model, MiniLMEmbedding)
+            else default_embedding(embedding.threads, embedding.batch_tokens)
+        )
         self.store = store or open_store(self.settings, for_writing=False)
         self._retrieval: Retrieval | None = None
         self._indexed = False
@@ -101,14 +122,25 @@ class Assistant:
         *,
         filters: Filters | dict[str, Any] | None = None,
         retriever: str | None = None,
+        sentences: SentenceCache | None = None,
     ) -> list[Passage]:
-        """Return the best passage of each of the `top_k` most relevant papers that pass `filters`."""
-        search = check_search(self.settings, question, top_k=top_k, retriever=retriever, filters=filters)
-        return self._retrieve(search.question, search)
+        """Return the best passage of each of the `top_k` most relevant papers that pass `filters`.
 
-    def _retrieve(self, query: str, search: Search) -> list[Passage]:
+        With a rerank stage, `retrieval.rerank_candidates` fused papers are re-ordered first;
+        `sentences` (this question's cache of sentence vectors) lets the answer stage re-use its work.
+        """
+        search = check_search(self.settings, question, top_k=top_k, retriever=retriever, filters=filters)
+        return self._retrieve(search.question, search, sentences)
+
+    def _retrieve(self, query: str, search: Search, sentences: SentenceCache | None = None) -> list[Passage]:
         self.ensure_indexed()
-        return self._retriever().retrieve(query, search.top_k, kind=search.retriever, filters=search.filters)
+        wanted = search.top_k
+        if self.reranker.active:
+            wanted = max(wanted, self.settings.retrieval.rerank_candidates)
+        candidates = self._retriever().retrieve(query, wanted, kind=search.retriever, filters=search.filters)
+        return self.reranker.rerank(
+            query, candidates, search.top_k, sentences or SentenceCache(self.sentence_model)
+        )
 
     def paper(self, arxiv_id: str) -> Paper:
         """Return a stored paper's record (metadata and whole abstract); `InputError` if it is not stored."""
@@ -173,15 +205,17 @@ class Assistant:
             query = check_question(query, self.settings.answer.max_question_chars)
         elif history:
             query = condense(search.question, history, llm=self.llm)
-        passages = self._retrieve(query or search.question, search)
-        scores = score_sentences(query or search.question, passages, self.embed_model)
+        # One cache per question: the sentences the rerank stage embedded are not embedded again.
+        sentences = SentenceCache(self.sentence_model)
+        passages = self._retrieve(query or search.question, search, sentences)
+        scores = score_sentences(query or search.question, passages, sentences)
         clock.mark("retrieval_s")
         yield from stream_answer(
             self._backend,
             search.question,
             passages,
             scores,
-            embed_model=self.embed_model,
+            embed_model=sentences,
             settings=self.settings.answer,
             min_score=self.min_score(search.retriever),
             query=query,
@@ -199,7 +233,9 @@ def _final(pieces: Iterator[str | Answer]) -> Answer:
 def open_store(settings: Settings, *, for_writing: bool) -> Store:
     """Open the configured store; only ingest, or the default embedded ./index_store, may create it."""
     default = settings.store.mode == "embedded" and _default_folder(settings.store.path)
-    return Store.from_settings(settings.store, MODEL_ID, create=for_writing or default)
+    return Store.from_settings(
+        settings.store, store_id(settings.embedding.model), create=for_writing or default
+    )
 
 
 def is_default(store: Store) -> bool:

@@ -12,6 +12,7 @@ from llama_index.core.schema import TextNode
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
 from assistant import store_errors
+from assistant.embeddings import spec_of
 from assistant.errors import EmbeddingMismatchError, StoreError
 
 if TYPE_CHECKING:
@@ -71,7 +72,8 @@ class Store:
         if built_with != model_id:
             raise EmbeddingMismatchError(
                 f"store {self.where} was built with embedding model {built_with!r}, but this assistant "
-                f"embeds with {model_id!r}; re-ingest into a new --store folder"
+                f"embeds with {model_id!r}; open it with --embedding {spec_of(str(built_with))} "
+                "(or embedding.model), or re-ingest into a new --store folder"
             )
 
     @classmethod

@@ -11,7 +11,7 @@ import numpy as np
 
 from assistant.citations import without_citations
 from assistant.condense import key_terms
-from assistant.embeddings import MiniLMEmbedding
+from assistant.embeddings import TextEncoder
 from assistant.extractive import SentenceScores
 from assistant.schema import Evidence, Sentence
 
@@ -51,7 +51,7 @@ def check_support(
     text: str,
     citations: Sequence[str],
     scores: SentenceScores,
-    embed_model: MiniLMEmbedding,
+    embed_model: TextEncoder,
     *,
     min_support: float,
     question: str,

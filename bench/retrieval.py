@@ -1,18 +1,26 @@
-"""Retrieval benchmark: recall@1/5/10, MRR and warm latency of dense, BM25 and hybrid retrieval.
+"""Retrieval benchmark: recall@1/5/10, nDCG@10, MRR and warm latency per configuration
+(embedding x retriever x rerank), in one run, on questions nobody on the team wrote.
 
-Queries nobody hand-tunes, one per sampled paper, with titles kept OUT of the indexed text
-(`chunking.include_title = false`):
-- `titles`: the paper's real title;
-- `generated`: a question the bundled local model wrote from the paper's abstract alone, with one
-  fixed prompt (cached next to the stores, so a rerun asks the model nothing).
-The papers are sampled once from the smallest size, so every size answers the same questions and
-only the distractors grow. Also prints the relevance-threshold calibration: the best sentence's
-cosine for on-topic queries versus off-topic questions, and the shares the threshold keeps and
-declines (`--min-score-growth 0`: with the thresholds fixed instead of growing with the store).
+Sets (`--sets`, comma-separated; default all five):
+- `scifact`: SciFact's 809 train claims over its 5,183 abstracts (`$ARXIV_DATA/bench/scifact`);
+- `spar`: 50 real literature-search requests (SPARBench) over their 525 papers plus the first
+  20,000 papers of the 75k file as distractors;
+- `bundled`: `assistant/data/seed_questions.jsonl` (paraphrases, follow-ups, unanswerable) over the
+  10 bundled abstracts plus the same 20,000 papers;
+- `titles`: the real title of each of 300 papers sampled from the first `--n` papers, titles NOT
+  indexed (`chunking.include_title = false`), at each `--n` (default 20000);
+- `generated`: a question the bundled local model wrote from each sampled abstract alone (one fixed
+  prompt; cached beside the stores, so a rerun asks the model nothing).
+The rows with `minilm`, no rerank, are today's baseline, measured in the same run. For `titles`
+and `generated` it also prints the relevance-threshold checks: the share of queries whose passages
+clear it (`answerable_kept`) and the shares of off-topic questions it declines (20 it was chosen on,
+20 held out); `--min-score-growth 0` fixes the thresholds instead of growing them with the store.
+Stores are built once (any `--embedding` spec) and kept under `--stores`.
 
-    python bench/retrieval.py --n 20000 --n 75000          # default data: ../shared/data
-    python bench/retrieval.py --queries generated --n 20000 --n 75000
-    python bench/retrieval.py --data PATH.jsonl.gz --n 5000 --questions 200
+    python bench/retrieval.py          # all sets; minilm; dense,bm25,hybrid x none,sentences
+    python bench/retrieval.py --sets scifact,spar,bundled --rerank none,sentences --candidates 10,20
+    python bench/retrieval.py --sets titles --n 20000 --n 75000 --retriever hybrid
+    python bench/retrieval.py --sets scifact --embedding minilm,embeddinggemma
 """
 
 from __future__ import annotations
@@ -23,25 +31,32 @@ import itertools
 import json
 import os
 import random
+import re
+import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from assistant import keyword
 from assistant.config import Settings
-from assistant.embeddings import default_embedding
-from assistant.extractive import relevant_sentences
-from assistant.ingest import BATCH_PAPERS, Ingester, IngestReport
+from assistant.embeddings import resolve
+from assistant.evaluate import Case, evaluate_retrieval, load_cases
+from assistant.ingest import BATCH_PAPERS, Ingester, IngestReport, bundled_corpus
 from assistant.pipeline import Assistant, open_store
 from assistant.schema import Paper
 from assistant.sources import read_papers
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = (
-    Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data")) / "arxiv-cs-75k.kaggle.jsonl.gz"
-)
-KINDS = ("dense", "bm25", "hybrid")
+DATA = Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data"))
+BIG = DATA / "arxiv-cs-75k.kaggle.jsonl.gz"  # the papers: --data
+SETS = ("scifact", "spar", "bundled", "titles", "generated")
+DISTRACTORS = 20_000
+KS = [1, 5, 10]
+COLUMNS = ["recall@1", "recall@5", "recall@10", "hit@5", "ndcg@10", "mrr", "p50_ms", "p95_ms"]
+THRESHOLD_COLUMNS = ["answerable_kept", "off_topic_declined", "held_out_declined"]
 # Questions no arXiv CS abstract answers: what the threshold must decline.
 OFF_TOPIC = [
     "What is the capital of Australia?",
@@ -89,8 +104,6 @@ HELD_OUT = [
     "What is the best fertilizer for roses?",
     "Where is the Louvre museum?",
 ]
-
-
 # The one prompt the `generated` questions come from; changing it invalidates the cache (its hash).
 QUESTION_PROMPT = (
     "Abstract of a research paper:\n\n{abstract}\n\n"
@@ -99,33 +112,112 @@ QUESTION_PROMPT = (
 )
 
 
-def papers(data: Path, n: int) -> list[Paper]:
-    """Return the first `n` readable papers of `data`."""
-    return [p for p in itertools.islice(read_papers(data), n) if isinstance(p, Paper)]
+class _Quiet:
+    """A progress bar that shows nothing (evaluate_retrieval reports progress through one)."""
+
+    def update(self, n: int) -> None:
+        pass
 
 
-def build_store(data: Path, corpus: list[Paper], n: int, folder: Path, growth: float | None) -> Assistant:
-    """Ingest `corpus` without titles (reused if already built) and return an assistant."""
-    overrides = {
-        "store.path": folder / f"{data.name}-{n}-notitle",
-        "chunking.include_title": False,
-        "retrieval.min_score_growth": growth,  # None: the default
-    }
-    settings = Settings.load(env={}, overrides=overrides)
-    embed = default_embedding()
-    store = open_store(settings, for_writing=True)
-    if store.paper_count() < len(corpus):
+def papers(path: Path, n: int | None = None) -> list[Paper]:
+    """Return the first `n` readable papers of `path` (all without `n`)."""
+    found = read_papers(path)
+    return [p for p in (itertools.islice(found, n) if n else found) if isinstance(p, Paper)]
+
+
+def slug(spec: str) -> str:
+    """Name a store folder after an embedding spec (the default keeps the stores' old names)."""
+    return "" if spec == "minilm" else "-" + re.sub(r"[^A-Za-z0-9.]+", "_", spec).strip("_")
+
+
+class Stores:
+    """The benchmark's stores under one folder: built once per embedding, reused afterwards."""
+
+    def __init__(self, folder: Path, growth: float | None, candidates: int | None) -> None:
+        self.folder = folder
+        self.growth = growth
+        self.candidates = candidates
+        self._models: dict[str, Any] = {}
+
+    def settings(self, path: Path, spec: str, *, titles: bool = True, rerank: str = "none") -> Settings:
+        """Settings for a store at `path` embedded by `spec` (extractive: nothing answers here)."""
+        overrides = {
+            "store.path": path,
+            "embedding.model": spec,
+            "chunking.include_title": titles,
+            "retrieval.rerank": rerank,
+            "retrieval.rerank_candidates": self.candidates,
+            "retrieval.min_score_growth": self.growth,  # None: the defaults
+            "answer.llm": "extractive",
+        }
+        return Settings.load(env={}, overrides=overrides)
+
+    def model(self, spec: str) -> Any:
+        """Return the embedding model of `spec`, loaded once."""
+        if spec not in self._models:
+            self._models[spec] = resolve(self.settings(self.folder, spec)).build()
+        return self._models[spec]
+
+    def build(
+        self,
+        name: str,
+        spec: str,
+        corpus: Callable[[], list[Paper]],
+        *,
+        titles: bool = True,
+        base: tuple[str, Callable[[], list[Paper]]] | None = None,
+    ) -> Path:
+        """Return the store `name` for `spec`: `corpus()` ingested (into a copy of `base`, if given).
+
+        A store is reused once complete; the distractor stores share one embedded base.
+        """
+        path = self.folder / f"{name}{slug(spec)}"
+        if (path / "complete").exists():
+            return path
+        settings = self.settings(path, spec, titles=titles)
+        if base is not None and not path.exists():
+            shutil.copytree(self.build(base[0], spec, base[1]), path)
+        store = open_store(settings, for_writing=True)
+        todo = corpus()
         start = time.perf_counter()
-        ingester, report = Ingester(store, embed, settings.chunking), IngestReport()
-        for i in range(0, len(corpus), BATCH_PAPERS):
-            ingester.write(corpus[i : i + BATCH_PAPERS], report)
-            print(f"\r{i + BATCH_PAPERS} / {len(corpus)} papers", end="", file=sys.stderr)
+        ingester, report = Ingester(store, self.model(spec), settings.chunking), IngestReport()
+        for i in range(0, len(todo), BATCH_PAPERS):
+            ingester.write(todo[i : i + BATCH_PAPERS], report)
+            done = min(i + BATCH_PAPERS, len(todo))
+            print(f"\r{path.name}: {done} / {len(todo)} papers", end="", file=sys.stderr)
         keyword.load_or_build(store)
-        print(
-            f"\nbuilt {store.path}: {report.summary()} in {time.perf_counter() - start:.0f} s",
-            file=sys.stderr,
-        )
-    return Assistant(settings, embed_model=embed, store=store)
+        (path / "complete").touch()
+        print(f"\nbuilt {path}: {report.summary()} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        return path
+
+    def assistant(self, path: Path, spec: str, rerank: str, *, titles: bool = True) -> Assistant:
+        """Return an assistant over the store at `path` with this rerank stage."""
+        settings = self.settings(path, spec, titles=titles, rerank=rerank)
+        sentence_model = self.model("minilm")
+        return Assistant(settings, embed_model=self.model(spec), sentence_model=sentence_model)
+
+
+def jsonl_set(name: str, stores: Stores, spec: str, big: Path, n: int) -> tuple[Path, list[list[Case]]]:
+    """Return the store and the questions of `scifact`, `spar` or `bundled` (built if needed).
+
+    `spar` and `bundled` get the first `n` papers of `big` as distractors.
+    """
+    bench = DATA / "bench"
+    base = (f"first{n}", lambda: papers(big, n))
+
+    def warn(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    if name == "scifact":
+        corpus = bench / "scifact" / "corpus.kaggle.jsonl.gz"
+        path = stores.build("scifact", spec, lambda: papers(corpus))
+        return path, load_cases(bench / "scifact" / "claims-train.jsonl", warn)
+    if name == "spar":
+        corpus = bench / "spar" / "corpus.kaggle.jsonl"
+        path = stores.build(f"spar-{n}", spec, lambda: papers(corpus), base=base)
+        return path, load_cases(bench / "spar" / "questions.jsonl", warn)
+    path = stores.build(f"bundled-{n}", spec, lambda: papers(bundled_corpus()), base=base)
+    return path, load_cases(ROOT / "assistant" / "data" / "seed_questions.jsonl", warn)
 
 
 def generated_questions(sample: list[Paper], cache: Path) -> list[tuple[str, str]]:
@@ -170,106 +262,118 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def relevance(bot: Assistant, question: str, kind: str) -> float:
-    """Return what the relevance threshold is compared with: the best sentence's cosine to the question."""
-    passages = bot.retrieve(question, retriever=kind)
-    scored = relevant_sentences(question, passages, bot.embed_model, min_score=-1.0)
-    return max((s.similarity for s in scored), default=-1.0)
+def score(bot: Assistant, cases: list[list[Case]], kind: str, off_topic: bool) -> dict[str, float]:
+    """Run every case through one retriever (after a warm-up); return its metrics and latency."""
+    bot.retrieve("warm up the caches", top_k=max(KS), retriever=kind)
+    # The threshold check embeds every answer's sentences: only where its figures are printed.
+    metrics, rows = evaluate_retrieval(bot, cases, kind, KS, _Quiet(), kept=off_topic)
+    times = [r["retrieval_ms"] for r in rows]
+    metrics |= {"p50_ms": statistics.median(times), "p95_ms": percentile(times, 95)}
+    if off_topic:
+        for name, questions in (("off_topic_declined", OFF_TOPIC), ("held_out_declined", HELD_OUT)):
+            declined, _ = evaluate_retrieval(bot, [[Case(q, ())] for q in questions], kind, KS, _Quiet())
+            metrics[name] = declined["unanswerable_declined"]
+    return metrics
 
 
-def evaluate(bot: Assistant, questions: list[tuple[str, str]], kind: str) -> dict[str, float]:
-    """Run every (query, arXiv id) through one retriever; return recall@k, MRR, latency and best cosines."""
-    bot.retrieve("warm up the caches", top_k=10, retriever=kind)
-    ranks, times, best = [], [], []
-    for query, arxiv_id in questions:
-        start = time.perf_counter()
-        found = bot.retrieve(query, top_k=10, retriever=kind)
-        times.append((time.perf_counter() - start) * 1000)
-        ids = [p.arxiv_id for p in found]
-        ranks.append(ids.index(arxiv_id) + 1 if arxiv_id in ids else None)
-        best.append(relevance(bot, query, kind))
-    n, threshold = len(questions), bot.min_score(kind)
-    return {
-        "recall@1": sum(r == 1 for r in ranks) / n,
-        "recall@5": sum(r is not None and r <= 5 for r in ranks) / n,
-        "recall@10": sum(r is not None for r in ranks) / n,
-        "mrr": sum(1 / r for r in ranks if r) / n,
-        "p50_ms": statistics.median(times),
-        "p95_ms": percentile(times, 95),
-        "on_topic_p5_relevance": percentile(best, 5),
-        "on_topic_kept": sum(b >= threshold for b in best) / n,
-    }
-
-
-def off_topic(bot: Assistant, kind: str) -> dict[str, float]:
-    """Return the highest relevance over the off-topic questions, and the shares the threshold declines."""
-    scores = [relevance(bot, q, kind) for q in OFF_TOPIC]
-    held_out = [relevance(bot, q, kind) for q in HELD_OUT]
-    threshold = bot.min_score(kind)
-    return {
-        "off_topic_max_relevance": max(scores),
-        "off_topic_declined": sum(s < threshold for s in scores) / len(scores),
-        "held_out_declined": sum(s < threshold for s in held_out) / len(held_out),
-    }
+def table(title: str, rows: Iterator[tuple[str, dict[str, float]]], columns: list[str]) -> None:
+    """Print one Markdown table, a row per configuration, as the rows come in."""
+    print(f"\n### {title}\n")
+    print("| embedding | retriever | rerank | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 3) + "|", flush=True)
+    for name, row in rows:
+        cells = [f"{row[c]:.1f}" if c.endswith("_ms") else f"{row.get(c) or 0:.3f}" for c in columns]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
 def main() -> int:
-    """Parse flags, build stores, print one Markdown table per corpus size."""
+    """Parse flags, build the stores, print one table per set (and size)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kaggle JSON lines (.gz)")
-    parser.add_argument("--n", type=int, action="append", help="papers to index (repeatable; default 20000)")
-    parser.add_argument("--questions", type=int, default=300, help="papers sampled as queries")
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated: {', '.join(SETS)}")
+    parser.add_argument("--data", type=Path, default=BIG, help="the Kaggle JSON lines the papers come from")
     parser.add_argument(
-        "--queries", choices=("titles", "generated"), default="titles", help="what each sampled paper asks"
+        "--distractors", type=int, default=DISTRACTORS, help="spar/bundled: papers of --data added"
+    )
+    parser.add_argument("--embedding", default="minilm", help="embedding spec(s), comma-separated")
+    parser.add_argument("--retriever", default="dense,bm25,hybrid", help="retriever(s), comma-separated")
+    parser.add_argument("--rerank", default="none,sentences", help="rerank stage(s), comma-separated")
+    parser.add_argument(
+        "--candidates", default="", help="rerank candidates, comma-separated (default: setting)"
+    )
+    parser.add_argument("--n", type=int, action="append", help="titles/generated: papers (default 20000)")
+    parser.add_argument("--questions", type=int, default=300, help="titles/generated: papers asked about")
+    parser.add_argument(
+        "--stores", type=Path, default=Path("/tmp/arxiv-assistant-bench"), help="store folder"
     )
     parser.add_argument(
-        "--stores", type=Path, default=Path("/tmp/arxiv-assistant-bench"), help="where stores are kept"
+        "--fusion", default="", help="hybrid fusion mode(s), comma-separated (default: setting)"
     )
-    parser.add_argument("--fusion", default="dist_based_score", help="hybrid fusion mode(s), comma-separated")
-    parser.add_argument(
-        "--dense-weight", default="", help="hybrid's dense share(s), comma-separated (default: the setting)"
-    )
+    parser.add_argument("--dense-weight", default="", help="hybrid's dense share(s), comma-separated")
     parser.add_argument(
         "--min-score-growth",
         type=float,
         help="relevance threshold's growth with the store's size (default: the setting; 0: fixed)",
     )
     args = parser.parse_args()
-    sizes = args.n or [20000]
-    smallest = papers(args.data, min(sizes))
+    sets = [s for s in args.sets.split(",") if s]
+    if unknown := set(sets) - set(SETS):
+        parser.error(f"--sets: unknown {sorted(unknown)}; use {', '.join(SETS)}")
+    specs = args.embedding.split(",")
+    kinds = args.retriever.split(",")
+    reranks = args.rerank.split(",")
+    counts: list[int | None] = [int(c) for c in args.candidates.split(",") if c] or [None]
+    fusions: list[str | None] = [f for f in args.fusion.split(",") if f] or [None]
+    weights: list[float | None] = [float(w) for w in args.dense_weight.split(",") if w] or [None]
+    args.stores.mkdir(parents=True, exist_ok=True)
+    stores = Stores(args.stores, args.min_score_growth, None)
+
+    def configurations(
+        paths: dict[str, Path], cases: list[list[Case]], titles: bool, off_topic: bool
+    ) -> Iterator[tuple[str, dict[str, float]]]:
+        for spec, kind, fusion, weight, rerank, count in itertools.product(
+            specs, kinds, fusions, weights, reranks, counts
+        ):
+            if (rerank == "none" and count != counts[0]) or (
+                kind != "hybrid" and (fusion, weight) != (fusions[0], weights[0])
+            ):
+                continue  # candidates change nothing without a rerank stage, fusion nothing but hybrid
+            stores.candidates = count
+            bot = stores.assistant(paths[spec], spec, rerank, titles=titles)
+            retrieval = bot.settings.retrieval
+            retrieval.fusion = fusion or retrieval.fusion  # type: ignore[assignment]
+            retrieval.dense_weight = retrieval.dense_weight if weight is None else weight
+            named = kind
+            if kind == "hybrid" and (len(fusions) > 1 or len(weights) > 1):
+                named = f"hybrid ({retrieval.fusion}, dense {retrieval.dense_weight:g})"
+            label = rerank if rerank == "none" else f"{rerank} ({retrieval.rerank_candidates})"
+            yield f"{spec} | {named} | {label}", score(bot, cases, kind, off_topic)
+
+    for name in [s for s in sets if s in ("scifact", "spar", "bundled")]:
+        paths = {}
+        for spec in specs:
+            paths[spec], cases = jsonl_set(name, stores, spec, args.data, args.distractors)
+        n_cases = sum(len(c) for c in cases)
+        table(f"{name}: {n_cases} questions", configurations(paths, cases, True, False), COLUMNS)
+    sizes = args.n or [DISTRACTORS]
+    smallest = papers(args.data, min(sizes)) if {"titles", "generated"} & set(sets) else []
     titled = [p for p in smallest if p.title]
     sample = random.Random(0).sample(titled, min(args.questions, len(titled)))
-    if args.queries == "titles":
-        questions = [(p.title or "", p.arxiv_id) for p in sample]
-    else:
-        args.stores.mkdir(parents=True, exist_ok=True)
-        tag = hashlib.sha256(QUESTION_PROMPT.encode()).hexdigest()[:8]
-        questions = generated_questions(sample, args.stores / f"questions-{args.data.name}-{tag}.jsonl")
-    for n in sizes:
-        corpus = smallest if n == min(sizes) else papers(args.data, n)
-        bot = build_store(args.data, corpus, n, args.stores, args.min_score_growth)
-        print(
-            f"\n### {bot.store.paper_count()} papers, {len(questions)} queries: {args.queries}"
-            " (titles not indexed)\n"
-        )
-        columns = ["recall@1", "recall@5", "recall@10", "mrr", "p50_ms", "p95_ms"]
-        columns += ["on_topic_p5_relevance", "on_topic_kept"]
-        extra = ["off_topic_max_relevance", "off_topic_declined", "held_out_declined"]
-        print("| retriever | " + " | ".join(columns + extra) + " |")
-        print("|---" * (len(columns) + len(extra) + 1) + "|")
-        for kind in KINDS:
-            weights = [float(w) for w in args.dense_weight.split(",") if w] or [
-                bot.settings.retrieval.dense_weight
-            ]
-            variants = itertools.product(args.fusion.split(","), weights) if kind == "hybrid" else [("", 0.0)]
-            for fusion, weight in variants:
-                if fusion:
-                    bot.settings.retrieval.fusion = fusion  # type: ignore[assignment]
-                    bot.settings.retrieval.dense_weight = weight
-                    bot._retrieval = None  # rebuilt with the new fusion settings on next use
-                row = evaluate(bot, questions, kind) | off_topic(bot, kind)
-                name = f"hybrid ({fusion}, dense {weight:g})" if fusion else kind
-                print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in columns + extra) + " |")
+    for name in [s for s in sets if s in ("titles", "generated")]:
+        if name == "titles":
+            queries = [(p.title or "", p.arxiv_id) for p in sample]
+        else:
+            tag = hashlib.sha256(QUESTION_PROMPT.encode()).hexdigest()[:8]
+            queries = generated_questions(sample, args.stores / f"questions-{args.data.name}-{tag}.jsonl")
+        cases = [[Case(q, (arxiv_id,))] for q, arxiv_id in queries]
+        for n in sizes:
+
+            def corpus(n: int = n) -> list[Paper]:
+                return smallest if n == min(sizes) else papers(args.data, n)
+
+            name_n = f"{args.data.name}-{n}-notitle"
+            paths = {s: stores.build(name_n, s, corpus, titles=False) for s in specs}
+            title = f"{name}: {len(cases)} queries, {n} papers (titles not indexed)"
+            table(title, configurations(paths, cases, False, True), COLUMNS + THRESHOLD_COLUMNS)
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import warnings
+import sys
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -13,8 +13,8 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
+from assistant.embeddings.onnx_optimize import file_sha256, optimized_path
 from assistant.errors import AssistantError
-from assistant.onnx_optimize import file_sha256, optimized_path
 
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -50,8 +50,12 @@ def model_path() -> Path:
 
 @lru_cache(maxsize=1)
 def fast_model_path() -> Path:
-    """Return the int8-compute rewrite of the model (cached on disk), or the original if unusable."""
-    source = model_path()
+    """Return the int8-compute rewrite of the packaged model (cached on disk), or the packaged file."""
+    return fast_form(model_path(), MODEL_SHA256)
+
+
+def fast_form(source: Path, source_sha256: str, folder: Path | None = None) -> Path:
+    """Return the checked fast rewrite of `source`, or `source` itself if it cannot be built or checked."""
 
     def close_enough(candidate: Path) -> bool:
         # Vectors must stay equivalent (the store records one model id for both forms).
@@ -64,10 +68,15 @@ def fast_model_path() -> Path:
         return float((new * old).sum(axis=1).min()) >= MIN_COSINE
 
     try:
-        return optimized_path(source, MODEL_SHA256, model_inputs(bundled_texts()), close_enough) or source
-    except (OSError, ImportError) as exc:
-        # An unwritable cache or a missing `onnx` costs speed, not correctness.
-        warnings.warn(f"using the slower embedding model form ({exc})", stacklevel=2)
+        calibration = model_inputs(bundled_texts())
+        return optimized_path(source, source_sha256, calibration, close_enough, folder) or source
+    except Exception as exc:  # any failure (cache, `onnx`, a graph it cannot rewrite) costs speed only
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        print(
+            f"assistant: warning: using the slower packaged embedding model form: its fast form could not "
+            f"be built or checked ({type(exc).__name__}: {reason})",
+            file=sys.stderr,
+        )
         return source
 
 
@@ -184,6 +193,6 @@ class MiniLMEmbedding(BaseEmbedding):
         return self._get_query_embedding(query)
 
 
-def default_embedding(threads: int = 0) -> MiniLMEmbedding:
+def default_embedding(threads: int = 0, batch_tokens: int = 512) -> MiniLMEmbedding:
     """Return the bundled embedding model as a llama-index `BaseEmbedding`."""
-    return MiniLMEmbedding(threads=threads)
+    return MiniLMEmbedding(threads=threads, batch_tokens=batch_tokens)

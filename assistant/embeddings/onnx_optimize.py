@@ -21,17 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from assistant.cache import cache_dir
+
 # Bump when the rewrite changes, so caches built by an older recipe are not reused.
 RECIPE = "int8mha-4"
 # Input channels of each feed-forward down projection multiplied in fp32 (the largest GELU outputs).
 HOT_CHANNELS = 8
 MS_DOMAIN = "com.microsoft"
-
-
-def cache_dir() -> Path:
-    """Return the folder for derived model files: $XDG_CACHE_HOME/arxiv-assistant or ~/.cache/..."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "arxiv-assistant"
 
 
 def file_sha256(path: Path) -> str:
