@@ -84,23 +84,22 @@ def open_bot(set_name: str, name: str, threads: int, stores: Path) -> Assistant:
     settings = Settings.load(env={}, overrides={"store.path": stores / f"gemma-{set_name}-{name}"})
     embed = embedding(name, threads)
     store = Store.from_settings(settings.store, embed.model_name, create=True)
-    if store.count() == 0:
-        papers = list(corpus(files, distractors))
+    papers = list(corpus(files, distractors))
+    if store.paper_count() < len(papers):
+        # Unchanged papers are skipped: a run stopped midway resumes where it was.
         ingester, report = Ingester(store, embed, settings.chunking), IngestReport()
         start = time.perf_counter()
         for i in range(0, len(papers), BATCH_PAPERS):
             ingester.write(papers[i : i + BATCH_PAPERS], report)
-            rate = (i + BATCH_PAPERS) / (time.perf_counter() - start)
-            print(
-                f"\r{min(i + BATCH_PAPERS, len(papers))} / {len(papers)} papers, {rate:.1f}/s",
-                end="",
-                file=sys.stderr,
-            )
+            rate = (report.added + report.updated) / (time.perf_counter() - start)
+            done = min(i + BATCH_PAPERS, len(papers))
+            print(f"\r{done} / {len(papers)} papers, {rate:.2f}/s", end="", file=sys.stderr)
         seconds = time.perf_counter() - start
         keyword.load_or_build(store)
+        embedded = report.added + report.updated
         print(
-            f"\ningest {name}: {len(papers)} papers, {store.count()} chunks in {seconds:.0f} s = "
-            f"{len(papers) / seconds:.1f} papers/s",
+            f"\ningest {name}: {embedded} papers embedded ({report.unchanged} already stored), "
+            f"{store.count()} chunks in store, {seconds:.0f} s = {embedded / seconds:.2f} papers/s"
         )
     return Assistant(settings, embed_model=embed, store=store)
 
