@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
+from assistant.embeddings import length_batches, onnx_session
 from assistant.errors import AssistantError
 from assistant.onnx_optimize import cache_dir
 
@@ -94,35 +94,16 @@ class GemmaEmbedding(BaseEmbedding):
             return DOCUMENT_PROMPT.format(t=title.strip() or "none", a=body)
         return DOCUMENT_PROMPT.format(t="none", a=chunk)
 
-    def _load(self) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
-        # Every batch has another shape: a growing arena keeps dead buffers (as for MiniLM).
-        options.enable_cpu_mem_arena = False
-        path = str(self.folder() / MODEL_FILE)
-        self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed prompted `texts` into a (n, 768) float32 array, batching texts of similar length."""
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
         if not texts:
             return out
         if self._session is None:
-            self._load()
+            self._session = onnx_session(str(self.folder() / MODEL_FILE), self.threads)
         encoded = self.tokenize(texts)
-        # Sorting by length keeps padding, the main waste of batched inference, near zero.
-        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
-        start = 0
-        while start < len(order):
-            end = start + 1
-            while end < len(order) and len(encoded[order[end]]) * (end - start + 1) <= self.batch_tokens:
-                end += 1
-            batch = order[start:end]
+        for batch in length_batches([len(e) for e in encoded], self.batch_tokens):
             out[batch] = self._forward([encoded[i] for i in batch])
-            start = end
         return out
 
     def _forward(self, rows: list[list[int]]) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 from assistant.chunking import Chunker, embed_text
 from assistant.config import Settings
 from assistant.errors import AssistantError
+from assistant.evaluate import load_cases
 from assistant.gemma_build import (
     CHUNK_MEMBER,
     VERSIONS,
@@ -183,11 +183,11 @@ def test_finds_real_papers_from_paraphrased_questions(
     ingester.ingest([bundled_corpus()])
     ingester.write(real_papers(data_dir, 100), IngestReport())
     bot = Assistant(settings, embed_model=gemma, store=store)
-    lines = (ROOT / "assistant" / "data" / "seed_questions.jsonl").read_text(encoding="utf-8").splitlines()
-    cases = [c for c in map(json.loads, lines) if c["expected_ids"]]
+    # Stand-alone answerable questions (conversation turns would need condensing first).
+    loaded = load_cases(ROOT / "assistant" / "data" / "seed_questions.jsonl", print)
+    cases = [c for conversation in loaded for c in conversation if c.expected_ids and c.conversation is None]
     first = [
-        bot.retrieve(c["question"], top_k=5, retriever="dense")[0].arxiv_id in c["expected_ids"]
-        for c in cases
+        bot.retrieve(c.question, top_k=5, retriever="dense")[0].arxiv_id in c.expected_ids for c in cases
     ]
     print(f"dense recall@1 {sum(first)}/{len(cases)}")
     assert sum(first) / len(cases) >= 0.8
