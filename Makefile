@@ -16,7 +16,7 @@ GGML_FEATURES := $(foreach pair,$(GGML_PAIRS),$(if $(filter $(word 1,$(subst :, 
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF $(if $(filter amx_int8,$(CPU_FLAGS)),-DGGML_NATIVE=OFF $(GGML_FEATURES))
 
 .PHONY: run install dev chromium test test-fast fuzz lint format bench-retrieval bench-ingest bench-llm bench-answers \
-	bench-load bench-ingest-latency clean-store
+	bench-load bench-ingest-latency clean-store gemma-build test-gemma bench-gemma
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -51,7 +51,22 @@ test: dev chromium
 
 # The unit tier: every test not marked slow (real processes, servers, a browser, a local model, fuzzing).
 test-fast: dev
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not gemma"
+# EmbeddingGemma (opt-in): the one-time build needs torch, so it runs in its own venv (the main one
+# stays light); the run time and its retrieval test use the main venv. Pass GEMMA_TERMS=accept after
+# reading the Gemma Terms of Use (the build prints where); without it the build stops at the notice.
+GEMMA_VENV ?= .venv-gemma
+gemma-build:
+	test -x $(GEMMA_VENV)/bin/python || python3 -m venv $(GEMMA_VENV)
+	$(GEMMA_VENV)/bin/pip install --quiet -e '.[gemma-build]' sentence-transformers pytest
+	$(GEMMA_VENV)/bin/python -m assistant.embeddings.gemma build --keep-source \
+		$(if $(filter accept,$(GEMMA_TERMS)),--accept-gemma-terms)
+
+# The `gemma` tests (left out of `make test`): retrieval in the main venv, the fp32 check where torch is.
+test-gemma: dev
+	$(PY) -m assistant.embeddings.gemma info >/dev/null || $(MAKE) gemma-build
+	$(PY) -m pytest -q -m gemma tests/test_gemma_embedding.py
+	$(GEMMA_VENV)/bin/python -m pytest -q -m gemma tests/test_gemma_embedding.py -k fp32
 
 # Property-based fuzzing at full strength (`make test` runs the same properties with fewer examples).
 fuzz: dev
@@ -89,6 +104,10 @@ bench-load: dev
 # store once, under nice: 35-60 min of CPU; kept in /tmp/arxiv-assistant-bench/server-75k).
 bench-ingest-latency: dev
 	$(PY) bench/ingest_latency.py
+# EmbeddingGemma vs MiniLM on SciFact (the SPAR and bundled sets: `bench/gemma.py spar|bundled`).
+bench-gemma: dev
+	$(PY) bench/gemma.py scifact --embedding minilm
+	$(PY) bench/gemma.py scifact --embedding gemma
 
 clean-store:
 	find index_store -mindepth 1 ! -name .gitkeep ! -name README.md -delete

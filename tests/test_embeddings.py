@@ -13,9 +13,11 @@ import pytest
 from assistant.cli import main
 from assistant.config import Settings
 from assistant.embeddings import (
+    GEMMA_ID,
     MODEL_ID,
     MiniLMEmbedding,
     fast_form,
+    gemma,
     model_path,
     resolve,
     spec_of,
@@ -42,10 +44,15 @@ def one_line(err: str) -> str:
 
 def test_specs_and_what_stores_record() -> None:
     assert store_id("minilm") == MODEL_ID and spec_of(MODEL_ID) == "minilm"
+    # What a Gemma store records is the id its module names (it is imported only when used).
+    assert store_id("embeddinggemma") == GEMMA_ID == gemma.MODEL_ID
+    assert spec_of("embeddinggemma-300m-int8") == "embeddinggemma"
     assert store_id(" tei:http://127.0.0.1:8080 ") == "tei:http://127.0.0.1:8080"
     assert spec_of("ollama:nomic-embed-text") == "ollama:nomic-embed-text"
     for bad in ("", "MiniLM2", "openai:", "openai-compatible:m", "tei:127.0.0.1:8080", "ollama://h"):
-        with pytest.raises(EmbeddingError, match="use one of: minilm, openai:MODEL, openai-compatible"):
+        with pytest.raises(
+            EmbeddingError, match="use one of: minilm, embeddinggemma, openai:MODEL, openai-compatible"
+        ):
             store_id(bad)
     settings = Settings.load(env={"ASSISTANT_EMBEDDING": "ollama:nomic-embed-text"})
     assert resolve(settings).store_id == "ollama:nomic-embed-text"

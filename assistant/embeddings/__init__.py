@@ -60,8 +60,11 @@ __all__ = [
 ]
 
 BUNDLED = "minilm"
+GEMMA = "embeddinggemma"
+GEMMA_ID = "embeddinggemma-300m-int8"  # what its stores record (assistant.embeddings.gemma.MODEL_ID)
 VALID_FORMS = (
     BUNDLED,
+    GEMMA,
     "openai:MODEL",
     "openai-compatible:MODEL@http://host:port/v1",
     "ollama:MODEL",
@@ -102,7 +105,16 @@ class EmbeddingChoice:
 # entry whose builder imports its module lazily.
 OFFLINE: dict[str, tuple[str, Callable[[EmbeddingSettings], BaseEmbedding]]] = {
     BUNDLED: (MODEL_ID, lambda s: default_embedding(s.threads, s.batch_tokens)),
+    # Opt-in: built once by `python -m assistant.embeddings.gemma build` (README "A stronger offline
+    # embedding"); a missing build is one line naming that command.
+    GEMMA: (GEMMA_ID, lambda s: _gemma(s)),
 }
+
+
+def _gemma(settings: EmbeddingSettings) -> BaseEmbedding:
+    from assistant.embeddings.gemma import GemmaEmbedding
+
+    return GemmaEmbedding(threads=settings.threads)
 
 
 def _parse(spec: str) -> tuple[str, str]:
@@ -117,7 +129,7 @@ def _parse(spec: str) -> tuple[str, str]:
         or (kind == "tei" and _URL.fullmatch(arg))
     )
     if not valid:
-        forms = [*OFFLINE, *VALID_FORMS[1:]]
+        forms = list(dict.fromkeys([*OFFLINE, *VALID_FORMS]))
         raise EmbeddingError(f"unknown embedding {spec!r}; use one of: {', '.join(forms)}")
     return kind, arg
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -112,6 +113,32 @@ def model_inputs(texts: list[str]) -> list[list[int]]:
     return [_truncate(e.ids) for e in load_tokenizer().encode_batch(texts)]
 
 
+def onnx_session(path: str, threads: int) -> Any:
+    """Open an ONNX model for CPU inference on `threads` threads (0 = all cores)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Every batch has another shape: a growing arena kept ~0.5 GB of dead buffers (measured).
+    options.enable_cpu_mem_arena = False
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def length_batches(lengths: list[int], batch_tokens: int) -> Iterator[list[int]]:
+    """Yield batches of indices, texts of similar length together, each at most `batch_tokens` padded."""
+    # Sorting by length keeps padding, the main waste of batched inference, near zero.
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and lengths[order[end]] * (end - start + 1) <= batch_tokens:
+            end += 1
+        yield order[start:end]
+        start = end
+
+
 class MiniLMEmbedding(BaseEmbedding):
     """Mean-pooled, L2-normalised MiniLM vectors from onnxruntime, no torch."""
 
@@ -134,16 +161,7 @@ class MiniLMEmbedding(BaseEmbedding):
         return "MiniLMEmbedding"
 
     def _load(self) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Every batch has another shape: a growing arena kept ~0.5 GB of dead buffers (measured).
-        options.enable_cpu_mem_arena = False
-        path = self.model_file or str(fast_model_path())
-        self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self._session = onnx_session(self.model_file or str(fast_model_path()), self.threads)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed `texts` into a (n, 384) float32 array, batching texts of similar length."""
@@ -153,16 +171,8 @@ class MiniLMEmbedding(BaseEmbedding):
         if not texts:
             return out
         encoded = model_inputs(texts)
-        # Sorting by length keeps padding, the main waste of batched inference, near zero.
-        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
-        start = 0
-        while start < len(order):
-            end = start + 1
-            while end < len(order) and len(encoded[order[end]]) * (end - start + 1) <= (self.batch_tokens):
-                end += 1
-            batch = order[start:end]
+        for batch in length_batches([len(e) for e in encoded], self.batch_tokens):
             out[batch] = self._forward([encoded[i] for i in batch])
-            start = end
         return out
 
     def _forward(self, rows: list[list[int]]) -> np.ndarray:
