@@ -21,7 +21,7 @@ from assistant.llms import Backend
 from assistant.prompts import NOT_FOUND
 from assistant.schema import Answer, Passage, Sentence
 from assistant.sentence_stream import SentenceStream
-from assistant.support import check_support
+from assistant.support import check_support, recite
 
 # English prose runs ~4 characters per token for the GPT-2/Qwen/Llama tokenizers; close enough
 # for a budget, and it needs no tokenizer (a hosted model's is not at hand).
@@ -179,6 +179,7 @@ class Draft:
     proposed: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     refused: bool = False  # the reply was, or contained, the refusal
+    notes: list[str] = field(default_factory=list)  # for `Answer.warnings`
 
     def add(self, raw: str) -> str | None:
         """Check one sentence of a model's reply; return the text to show, or None when nothing is shown."""
@@ -208,10 +209,18 @@ class Draft:
         )
         self.uncited |= not checked.citations and len(checked.text) >= MIN_CLAIM_CHARS
         if not sentence.supported:
-            self.unsupported.append(sentence)
-            return None
+            fixed = recite(
+                sentence, self.scores, self.embed_model, min_support=self.min_support, question=self.question
+            )
+            if fixed is None:
+                self.unsupported.append(sentence)
+                return None
+            self.notes.append(
+                prompts.RECITED.format(old=", ".join(sentence.citations), new=", ".join(fixed.citations))
+            )
+            sentence = fixed
         self.sentences.append(sentence)
-        return checked.text if len(self.sentences) == 1 else f" {checked.text}"
+        return sentence.text if len(self.sentences) == 1 else f" {sentence.text}"
 
     @property
     def text(self) -> str:
@@ -308,7 +317,7 @@ def stream_answer(
             backend=who,
             dropped_citations=draft.dropped if draft else [],
             grounded=not (draft and draft.uncited) and not uncited_claims(text),
-            warnings=list(warnings),
+            warnings=[*(draft.notes if draft else []), *warnings],
             sentences=checked,
             unsupported=draft.unsupported if draft else [],
             proposed_citations=draft.proposed if draft else [],
@@ -358,8 +367,17 @@ def stream_answer(
             if not local:
                 yield from extractive(warnings)
                 return
-            draft = new_draft(context.ids())
-            yield from _generate(backend, messages, draft, clock, refusal=False)
+            # Constrained to answer from the strong evidence only: the papers whose sentences reached it.
+            best = scores.best()
+            strong_context = select_context(
+                [i for i in relevant if best[i.rank] >= strong_at],
+                passages,
+                max_tokens=settings.context_tokens(local=True),
+                paper_ratio=PAPER_RATIO,
+            )
+            draft = new_draft(strong_context.ids())
+            retry = build_messages(query, strong_context)
+            yield from _generate(backend, retry, draft, clock, refusal=False)
             if not draft.sentences:
                 yield from extractive([*warnings, prompts.RETRY_FAILED.format(backend=backend.name)])
                 return

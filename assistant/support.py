@@ -18,6 +18,8 @@ from assistant.schema import Evidence, Sentence
 # A figure in an answer must be one its sources (or the question) state: small models invent them
 # when pushed for a detail no abstract gives ("a batch size of 128").
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# A marker repeated once a sentence's citations are replaced by one paper's.
+_REPEATED_MARKER = re.compile(r"(\[arXiv:[^\]]+\])(?:\s*\1)+")
 # "The papers [arXiv:A] [arXiv:B]." claims nothing; "It is 45x cheaper [arXiv:A]." does.
 MIN_CLAIM_WORDS = 3
 
@@ -97,3 +99,34 @@ def check_support(
         evidence=[evidence[i] for i in citations if i in evidence],
         reason=reason,
     )
+
+
+def recite(
+    failed: Sentence,
+    scores: SentenceScores,
+    embed_model: TextEncoder,
+    *,
+    min_support: float,
+    question: str,
+) -> Sentence | None:
+    """Return `failed` citing the retrieved paper that supports it best, if one does; else None.
+
+    A small model sometimes states what one passage says and cites the passage beside it; the claim is
+    kept only when another retrieved paper passes every check `check_support` makes.
+    """
+    if failed.support is None or not failed.citations:
+        return None  # it cites nothing, or said nothing: there is no claim to attribute
+    best: Sentence | None = None
+    for arxiv_id in dict.fromkeys(item.passage.arxiv_id for item in scores.items):
+        if arxiv_id in failed.citations:
+            continue
+        text = failed.text
+        for old in failed.citations:
+            text = text.replace(f"[arXiv:{old}]", f"[arXiv:{arxiv_id}]")
+        text = _REPEATED_MARKER.sub(r"\1", text)
+        candidate = check_support(
+            text, [arxiv_id], scores, embed_model, min_support=min_support, question=question
+        )
+        if candidate.supported and (best is None or (candidate.support or 0) > (best.support or 0)):
+            best = candidate
+    return best

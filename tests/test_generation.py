@@ -79,15 +79,23 @@ def test_nothing_relevant_is_refused_without_any_model_time(ask) -> None:
 
 def test_each_sentence_is_scored_against_what_it_cites(ask) -> None:
     wrong = f"Simulated feedback is much cheaper than crowdworkers [arXiv:{OTHER}]."
-    pieces, result, _ = ask(QUESTION, f"{CLAIM} {wrong}", **{"answer.min_support": 0.5})
-    (right_sentence,) = result.sentences
+    unsupported = f"Zebra stripes evolved to confuse biting flies [arXiv:{OTHER}]."
+    pieces, result, _ = ask(QUESTION, f"{CLAIM} {wrong} {unsupported}", **{"answer.min_support": 0.5})
+    right_sentence, recited = result.sentences
     assert right_sentence.supported and right_sentence.support > 0.6
     evidence = right_sentence.evidence[0]
     assert evidence.arxiv_id == RIGHT and "45x cheaper" in evidence.sentence
-    # The same claim citing a retrieved paper that does not say it is withheld, never streamed.
-    (wrong_sentence,) = result.unsupported
-    assert not wrong_sentence.supported and wrong_sentence.support < 0.5
-    assert "closely enough" in wrong_sentence.reason and pieces == [CLAIM]
+    # A claim citing a retrieved paper that does not say it, when another retrieved paper does:
+    # that one is cited instead, and the answer says so.
+    assert recited.citations == [RIGHT] and recited.text.endswith(f"[arXiv:{RIGHT}].")
+    assert result.warnings == [
+        f"a sentence cited arXiv:{OTHER}, which does not say it; arXiv:{RIGHT} does, and is cited instead"
+    ]
+    # A claim no retrieved paper says is withheld, never streamed.
+    (withheld,) = result.unsupported
+    assert withheld.text == unsupported and not withheld.supported and withheld.support < 0.5
+    assert "closely enough" in withheld.reason and pieces == [CLAIM, f" {recited.text}"]
+    assert OTHER in result.proposed_citations and OTHER not in result.citations
 
 
 def test_a_figure_the_sources_do_not_state_is_withheld(ask) -> None:
@@ -140,3 +148,17 @@ def test_the_grammar_names_only_the_given_ids() -> None:
     assert answer_grammar(["2305.14387"], refusal=False).startswith("root ::= answer")
     with pytest.raises(ValueError):
         answer_grammar([], refusal=True)
+
+
+def test_a_constrained_retry_sees_only_the_strong_evidence(ask) -> None:
+    # SDN's best sentence is 0.56, the GAN paper's 0.46: both are shown first (within 0.8 of the best),
+    # only SDN clears the strong band (0.38 + 0.13) that overrides the refusal.
+    question = "Which papers study generative models of sets of images?"
+    sdn = "Set Distribution Networks learn to autoencode and freely generate sets [arXiv:2006.10705]."
+    _, result, llm = ask(question, NOT_FOUND, sdn, hosted=False)
+    first, retry = llm.prompts
+    assert "[arXiv:1910.13101]" in first and "[arXiv:1910.13101]" not in retry
+    assert "[arXiv:2006.10705]" in retry
+    assert (
+        result.citations == ["2006.10705"] and "asked it again, constrained to answer" in result.warnings[0]
+    )
