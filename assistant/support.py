@@ -18,6 +18,14 @@ from assistant.schema import Evidence, Sentence
 # A figure in an answer must be one its sources (or the question) state: small models invent them
 # when pushed for a detail no abstract gives ("a batch size of 128").
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# "How many ...?" / "How much ...?" asks for a figure: a sentence giving none does not answer it (a
+# small model pushed to answer restates the question, or copies an unrelated sentence).
+_QUANTITY_QUESTION = re.compile(r"^\W*(?:how (?:many|much)|for how many)\b", re.IGNORECASE)
+_FIGURE_WORDS = re.compile(
+    r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|fifty|hundreds?|"
+    r"thousands?|millions?|billions?|twice|thrice|half|double|triple|dozens?|once|none|no)\b",
+    re.IGNORECASE,
+)
 # A marker repeated once a sentence's citations are replaced by one paper's.
 _REPEATED_MARKER = re.compile(r"(\[arXiv:[^\]]+\])(?:\s*\1)+")
 # "The papers [arXiv:A] [arXiv:B]." claims nothing; "It is 45x cheaper [arXiv:A]." does.
@@ -91,6 +99,8 @@ def check_support(
         reason = f"its sources do not state {invented[0]}"
     elif support < min_support:
         reason = f"no sentence of its sources says this closely enough ({support:.2f} < {min_support:.2f})"
+    elif _QUANTITY_QUESTION.match(question) and not gives_figure(claim, question):
+        reason = "the question asks how many or how much, and this gives no figure"
     return Sentence(
         text=text,
         citations=list(citations),
@@ -99,6 +109,12 @@ def check_support(
         evidence=[evidence[i] for i in citations if i in evidence],
         reason=reason,
     )
+
+
+def gives_figure(claim: str, question: str) -> bool:
+    """Whether `claim` states a number (digits or words) beyond those the question already holds."""
+    asked = set(_NUMBER.findall(question))
+    return any(n not in asked for n in _NUMBER.findall(claim)) or bool(_FIGURE_WORDS.search(claim))
 
 
 def recite(

@@ -9,8 +9,9 @@ import pytest
 
 from assistant import Answer, Assistant
 from assistant.embeddings import MiniLMEmbedding
-from assistant.llms.llamacpp import bundled_installed
+from assistant.llms.llamacpp import bundled_installed, bundled_model_path
 from assistant.prompts import NOT_FOUND
+from tests.helpers.llama_servers import llama_chat_server
 from tests.helpers.settings import make_settings
 
 pytestmark = [
@@ -72,3 +73,19 @@ def test_what_streams_is_checked_and_is_the_answer(local: Assistant) -> None:
 def test_a_detail_no_abstract_states_is_refused(local: Assistant) -> None:
     _, result = stream(local, "What batch size did AdaScale use for ImageNet?")
     assert result.text == NOT_FOUND and not result.citations
+
+
+def test_a_hosted_model_compares_two_relevant_papers(
+    seed_store: Path, embed: MiniLMEmbedding, tmp_path: Path
+) -> None:
+    # The bundled model behind llama-cpp-python's OpenAI-compatible server: the hosted path, its
+    # synthesis prompt and budget, over a real HTTP server on 127.0.0.1.
+    question = "Which papers study the risks or costs of instruction-following language models?"
+    with llama_chat_server(bundled_model_path(), tmp_path / "server.log") as url:
+        # A 1,500-token prompt on 2 shared cores: give the first token time.
+        overrides = {"answer.llm": f"openai-compatible:qwen@{url}", "answer.timeout": 180}
+        settings = make_settings(seed_store, **overrides)
+        result = Assistant(settings, embed_model=embed).ask(question)
+    assert result.backend.startswith("openai-compatible:") and not result.warnings, result.warnings
+    assert {"2305.14387", "2302.05733"} <= set(result.citations), result.text
+    assert all(s.supported for s in result.sentences)

@@ -28,7 +28,7 @@ from assistant.ingest import bundled_corpus
 from assistant.pipeline import Assistant
 from assistant.schema import Paper
 from assistant.sources import read_papers
-from tests.helpers.embedding_servers import llama_embedding_server, tei_server
+from tests.helpers.llama_servers import llama_embedding_server, tei_server
 from tests.helpers.settings import make_settings
 
 QUESTION = "How much cheaper is simulated human feedback than crowdworkers?"

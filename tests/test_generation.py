@@ -78,7 +78,7 @@ def test_nothing_relevant_is_refused_without_any_model_time(ask) -> None:
 
 
 def test_each_sentence_is_scored_against_what_it_cites(ask) -> None:
-    wrong = f"Simulated feedback is much cheaper than crowdworkers [arXiv:{OTHER}]."
+    wrong = f"The simulated feedback is 45x cheaper and agrees highly with humans [arXiv:{OTHER}]."
     unsupported = f"Zebra stripes evolved to confuse biting flies [arXiv:{OTHER}]."
     pieces, result, _ = ask(QUESTION, f"{CLAIM} {wrong} {unsupported}", **{"answer.min_support": 0.5})
     right_sentence, recited = result.sentences
@@ -162,3 +162,16 @@ def test_a_constrained_retry_sees_only_the_strong_evidence(ask) -> None:
     assert (
         result.citations == ["2006.10705"] and "asked it again, constrained to answer" in result.warnings[0]
     )
+
+
+def test_a_how_many_question_needs_a_figure(ask) -> None:
+    question = "How many models were trained and evaluated on real human feedback in AlpacaFarm?"
+    vague = "AlpacaFarm trains and evaluates models on real human feedback [arXiv:2305.14387]."
+    _, refused, _ = ask(question, vague)
+    assert refused.text == NOT_FOUND
+    assert refused.unsupported[0].reason == "the question asks how many or how much, and this gives no figure"
+    figure = (
+        "Eleven models were trained and evaluated on 10k pairs of real human feedback [arXiv:2305.14387]."
+    )
+    _, answered, _ = ask(question, figure)
+    assert answered.text == figure and answered.citations == ["2305.14387"]

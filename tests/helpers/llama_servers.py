@@ -1,5 +1,6 @@
-"""Real embedding servers on 127.0.0.1 for tests: llama-cpp-python's OpenAI-compatible server, and a
-small server speaking text-embeddings-inference's `/embed` and `/rerank` (no TEI binary installs here)."""
+"""Real model servers on 127.0.0.1 for tests: llama-cpp-python's OpenAI-compatible server (embeddings,
+chat), and a small server speaking text-embeddings-inference's `/embed` and `/rerank` (no TEI binary
+installs here)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,18 @@ def llama_embedding_server(log: Path) -> Iterator[str]:
     argv = [sys.executable, "-c", LLAMA_EMBED_SERVER, "--model", str(smollm2_path()), "--embedding", "true"]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "512", "--n_threads", "2"]
     with running(argv, f"http://127.0.0.1:{port}/v1/models", log, timeout=120):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+@contextmanager
+def llama_chat_server(model: Path, log: Path, *, n_ctx: int = 4096) -> Iterator[str]:
+    """Serve `model` for chat with llama-cpp-python's server (a hosted model's protocol); yield `/v1`."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("pip install -e '.[local]'")
+    port = free_port()
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2"]
+    with running(argv, f"http://127.0.0.1:{port}/v1/models", log, timeout=300):
         yield f"http://127.0.0.1:{port}/v1"
 
 
