@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from assistant.config import Settings
 from assistant.errors import AssistantError, InputError
@@ -33,8 +33,16 @@ def warn(message: str) -> None:
     print(safe(message), file=sys.stderr)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a malformed command line is one line on stderr, as every other error is."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage error as one line and exit with status 2."""
+        self.exit(2, safe(f"assistant: error: {message} (see `{self.prog} --help`)", one_line=True) + "\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--config", metavar="FILE", help="TOML profile (or a name in ./config/); default $ASSISTANT_CONFIG"
     )
@@ -42,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         "--store", metavar="DIR", help="Chroma store folder (default ./index_store, $ASSISTANT_STORE)"
     )
 
-    search = argparse.ArgumentParser(add_help=False)
+    search = _Parser(add_help=False)
     search.add_argument("--top-k", type=int, metavar="N", help="papers to retrieve (default 5)")
     search.add_argument("--retriever", choices=RETRIEVERS, help="dense, bm25 or hybrid (default hybrid)")
     search.add_argument(
@@ -61,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         "--author", metavar="NAME", help="only papers with an author whose name contains NAME"
     )
 
-    parser = argparse.ArgumentParser(prog="assistant", description="Cited answers from arXiv abstracts.")
+    parser = _Parser(prog="assistant", description="Cited answers from arXiv abstracts.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ingest = commands.add_parser(
@@ -89,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         "--oai-format", choices=("arXivRaw", "arXiv", "oai_dc"), help="metadataPrefix (default arXivRaw)"
     )
 
-    answering = argparse.ArgumentParser(add_help=False)
+    answering = _Parser(add_help=False)
     answering.add_argument(
         "--llm",
         metavar="SPEC",
