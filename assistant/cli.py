@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from assistant import bibliography
 from assistant.config import Settings
@@ -36,8 +36,16 @@ def warn(message: str) -> None:
     print(safe(message), file=sys.stderr)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a malformed command line is one line on stderr, as every other error is."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage error as one line and exit with status 2."""
+        self.exit(2, safe(f"assistant: error: {message} (see `{self.prog} --help`)", one_line=True) + "\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--config", metavar="FILE", help="TOML profile (or a name in ./config/); default $ASSISTANT_CONFIG"
     )
@@ -51,14 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         "ollama:MODEL, tei:URL ($ASSISTANT_EMBEDDING; a store keeps the one it was built with)",
     )
 
-    reranking = argparse.ArgumentParser(add_help=False)
+    reranking = _Parser(add_help=False)
     reranking.add_argument(
         "--rerank",
         metavar="KIND",
         help="re-order the fused candidates: none, sentences, llm, tei:URL ($ASSISTANT_RERANK)",
     )
 
-    filtering = argparse.ArgumentParser(add_help=False)
+    filtering = _Parser(add_help=False)
     filtering.add_argument("--top-k", type=int, metavar="N", help="papers to retrieve (default 5)")
     filtering.add_argument(
         "--category",
@@ -75,10 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     filtering.add_argument(
         "--author", metavar="NAME", help="only papers with an author whose name contains NAME"
     )
-    search = argparse.ArgumentParser(add_help=False, parents=[filtering])
+    search = _Parser(add_help=False, parents=[filtering])
     search.add_argument("--retriever", choices=RETRIEVERS, help="dense, bm25 or hybrid (default hybrid)")
 
-    parser = argparse.ArgumentParser(prog="assistant", description="Cited answers from arXiv abstracts.")
+    parser = _Parser(prog="assistant", description="Cited answers from arXiv abstracts.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ingest = commands.add_parser(
@@ -106,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         "--oai-format", choices=("arXivRaw", "arXiv", "oai_dc"), help="metadataPrefix (default arXivRaw)"
     )
 
-    answering = argparse.ArgumentParser(add_help=False)
+    answering = _Parser(add_help=False)
     answering.add_argument(
         "--llm",
         metavar="SPEC",

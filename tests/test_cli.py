@@ -104,6 +104,29 @@ def test_undecodable_question_and_chat_input_are_one_line(seed_store: Path) -> N
 
 
 @pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["ask", "q", "--top-k", "abc"],
+            "argument --top-k: invalid int value: 'abc' (see `assistant ask --help`)",
+        ),
+        (["ask"], "the following arguments are required: QUESTION"),
+        (["ask", "q", "--retriever", "sparse"], "argument --retriever: invalid choice: 'sparse'"),
+        (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+    ],
+)
+def test_a_malformed_command_line_is_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert (
+        exited.value.code == 2 and err.startswith(f"assistant: error: {message}") and err.count("\n") == 1
+    ), err
+
+
+@pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--top-k", "0"], "top_k 0 is not allowed: give a whole number from 1 to 100"),
