@@ -295,8 +295,7 @@ def ingest_pages(
                     warn(str(record))
                 else:
                     papers.append(record)
-            for batch in batches(iter(papers), BATCH_PAPERS, report):
-                ingester.write(batch, report)
+            ingester.write_all(batches(iter(papers), BATCH_PAPERS, report), report)
             if stored is not None:
                 stored(page)
             if progress is not None:
