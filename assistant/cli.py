@@ -231,6 +231,10 @@ def _ingest(args: argparse.Namespace) -> int:
     if bool(args.paths) == live.given:
         raise InputError("give input files, or one of --arxiv-query, --arxiv-ids, --oai-set (not both)")
     settings = _settings(args)
+    if args.ray is not None:  # before the store is made: a wrong address must leave nothing behind
+        from assistant.ray_ingest import check_address
+
+        check_address(args.ray)
     store = open_store(settings, for_writing=True)
     with contextlib.ExitStack() as stack:
         if args.ray is None:

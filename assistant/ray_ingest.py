@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import socket
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -56,6 +57,24 @@ def quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def check_address(address: str) -> None:
+    """Refuse an address nothing answers at, at once (Ray itself would keep trying for minutes)."""
+    if address in ("", "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(
+            f"--ray {address}: give auto, HOST:PORT or ray://HOST:PORT, or no address for a local Ray"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"--ray {address}: nothing answers at {host}:{port} ({exc.strerror or exc}); start the "
+            f"cluster's head there with `ray start --head --port {port}`, or give --ray alone for a local Ray"
+        ) from None
+
+
 def connect(address: str) -> bool:
     """Join the Ray cluster at `address` (`auto`, `HOST:PORT`, `ray://HOST:PORT`), or start a local one ("").
 
@@ -64,11 +83,13 @@ def connect(address: str) -> bool:
     ray = _ray()
     if ray.is_initialized():
         return False
+    check_address(address)
     quiet()
     # A local instance needs no dashboard; a cluster's own settings are not ours to pass.
     own = {} if address else {"include_dashboard": False}
     try:
-        ray.init(address=address or None, log_to_driver=False, logging_level=logging.ERROR, **own)
+        # "local": a new instance even when a cluster already runs on this machine.
+        ray.init(address=address or "local", log_to_driver=False, logging_level=logging.ERROR, **own)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
