@@ -373,4 +373,4 @@ def fetch(
         ingest_pages(pages, ingester, report, warn, progress=progress)
     if report.added or report.updated:
         # As a file ingest does: rebuild the keyword index now, not at the first question.
-        keyword.load_or_build(ingester.store, progress=progress is not None)
+        keyword.append(ingester.store, progress=progress is not None)

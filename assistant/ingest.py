@@ -24,6 +24,9 @@ from assistant.store import Store
 
 # Papers per write: bounds memory, and what a crash can lose is at most one batch of work.
 BATCH_PAPERS = 256
+# Papers after which a long ingest adds what it wrote to the saved keyword index (~170,000 chunks, one
+# segment): the index stays close behind the store, and the ingest's last step reads at most this many.
+KEYWORD_EVERY = 100_000
 
 
 def bundled_corpus() -> Path:
@@ -199,11 +202,18 @@ class Ingester:
             total = count_records(paths)
             bar = tqdm(total=total, unit=" papers", file=sys.stderr, dynamic_ncols=True, desc="indexing")
 
+        since_keyword = 0
+
         def done(batch: list[Paper]) -> None:
+            nonlocal since_keyword
             if prune:
                 seen.update(p.arxiv_id for p in batch)
             if bar is not None:
                 bar.update(len(batch))
+            since_keyword += len(batch)
+            if since_keyword >= KEYWORD_EVERY:  # a long ingest keeps the saved keyword index close
+                since_keyword = 0
+                self.refresh_keyword_index(report)
 
         try:
             self.write_all(batches(_records(paths, fmt, report, warn), BATCH_PAPERS, report), report, done)
@@ -228,7 +238,7 @@ class Ingester:
     ) -> None:
         """Bring the keyword index up to date now (afresh after deletions), for every process to load."""
         try:
-            (keyword.rebuild if rebuild else keyword.load_or_build)(self.store, progress=progress)
+            (keyword.rebuild if rebuild else keyword.append)(self.store, progress=progress)
         except StoreError as exc:
             raise StoreError(
                 f"{exc} [the papers are stored ({report.summary()}); only the keyword index is behind: "
