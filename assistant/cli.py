@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from assistant import bibliography
 from assistant.config import Settings
@@ -22,6 +23,10 @@ from assistant.schema import Answer, Paper, Passage
 from assistant.sources import FORMATS
 
 # JSON escapes C0 itself; with ensure_ascii=False it would let DEL and C1 through raw.
+if TYPE_CHECKING:
+    from assistant.fetch import LiveRequest
+    from assistant.ingest import Ingester
+
 _JSON_UNSAFE = re.compile(r"[\x7f-\x9f]")
 
 
@@ -103,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
         "--format", default="auto", choices=FORMATS, help="input format (default: detect from content)"
     )
     ingest.add_argument("--prune-missing", action="store_true", help="delete stored papers the inputs lack")
+    ingest.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="chunk and embed on a Ray cluster: alone, a local Ray instance; auto, HOST:PORT or "
+        "ray://HOST:PORT join a running one (needs the `ray` extra)",
+    )
     live = ingest.add_argument_group("fetching from arXiv instead of files (politely: one request per 3 s)")
     live.add_argument("--arxiv-query", metavar="QUERY", help='arXiv API search, e.g. "cat:cs.CL AND abs:rag"')
     live.add_argument("--max", type=int, metavar="N", help="results of --arxiv-query to fetch (default 1000)")
@@ -251,8 +264,8 @@ def paper_line(passage: Passage, mark: str = " ") -> str:
 
 def _ingest(args: argparse.Namespace) -> int:
     from assistant.embeddings import resolve
-    from assistant.fetch import LiveRequest, fetch
-    from assistant.ingest import Ingester, IngestReport
+    from assistant.fetch import LiveRequest
+    from assistant.ingest import Ingester
     from assistant.pipeline import open_store
 
     live = LiveRequest(
@@ -268,8 +281,25 @@ def _ingest(args: argparse.Namespace) -> int:
         raise InputError("give input files, or one of --arxiv-query, --arxiv-ids, --oai-set (not both)")
     settings = _settings(args)
     embedding = resolve(settings)  # a bad spec fails before the store is made
+    if args.ray is not None:  # before the store is made: a wrong address must leave nothing behind
+        from assistant.ray_ingest import check_address
+
+        check_address(args.ray)
     store = open_store(settings, for_writing=True)
-    ingester = Ingester(store, embedding.build(), settings.chunking)
+    with contextlib.ExitStack() as stack:
+        if args.ray is None:
+            ingester = Ingester(store, embedding.build(), settings.chunking)
+        else:
+            from assistant.ray_ingest import RayIngester
+
+            ingester = stack.enter_context(RayIngester(store, settings, args.ray))
+        return _run_ingest(args, settings, ingester, live)
+
+
+def _run_ingest(args: argparse.Namespace, settings: Settings, ingester: Ingester, live: LiveRequest) -> int:
+    from assistant.fetch import fetch
+    from assistant.ingest import IngestReport
+
     if args.paths:
         prune = args.prune_missing
         report = ingester.ingest(

@@ -282,6 +282,22 @@ class FetchSettings(Section):
     )
 
 
+class RaySettings(Section):
+    workers: int = setting(
+        0,
+        "embedding workers of `assistant ingest --ray` (Ray actors, each loads the model once); "
+        "0 = as many as the cluster's CPUs allow",
+        "ASSISTANT_RAY_WORKERS",
+        ge=0,
+    )
+    cpus_per_worker: int = setting(
+        1,
+        "CPUs Ray reserves for each embedding worker, and its onnxruntime threads",
+        "ASSISTANT_RAY_CPUS_PER_WORKER",
+        ge=1,
+    )
+
+
 class Settings(Section):
     """Every setting of the assistant, grouped as in `config/default.toml`."""
 
@@ -292,6 +308,7 @@ class Settings(Section):
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
 
     @classmethod
     def load(

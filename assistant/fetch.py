@@ -295,8 +295,7 @@ def ingest_pages(
                     warn(str(record))
                 else:
                     papers.append(record)
-            for batch in batches(iter(papers), BATCH_PAPERS, report):
-                ingester.write(batch, report)
+            ingester.write_all(batches(iter(papers), BATCH_PAPERS, report), report)
             if stored is not None:
                 stored(page)
             if progress is not None:
@@ -374,4 +373,4 @@ def fetch(
         ingest_pages(pages, ingester, report, warn, progress=progress)
     if report.added or report.updated:
         # As a file ingest does: rebuild the keyword index now, not at the first question.
-        keyword.load_or_build(ingester.store, progress=progress is not None)
+        keyword.append(ingester.store, progress=progress is not None)

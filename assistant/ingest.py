@@ -24,6 +24,9 @@ from assistant.store import Store
 
 # Papers per write: bounds memory, and what a crash can lose is at most one batch of work.
 BATCH_PAPERS = 256
+# Papers after which a long ingest adds what it wrote to the saved keyword index (~170,000 chunks, one
+# segment): the index stays close behind the store, and the ingest's last step reads at most this many.
+KEYWORD_EVERY = 100_000
 
 
 def bundled_corpus() -> Path:
@@ -98,6 +101,59 @@ def batches(papers: Iterator[Paper], size: int, report: IngestReport) -> Iterato
         yield list(batch.values())
 
 
+def check(store: Store, papers: list[Paper], settings: ChunkingSettings) -> tuple[list[Paper], int]:
+    """Return the papers whose content hash the store does not hold yet, and how many it does."""
+    known = store.fingerprints([p.arxiv_id for p in papers])
+    todo = [p for p in papers if known.get(p.arxiv_id, ("",))[0] != content_hash(p, settings)]
+    return todo, len(papers) - len(todo)
+
+
+def embedded_nodes(chunker: Chunker, embed_model: BaseEmbedding, papers: list[Paper]) -> list[TextNode]:
+    """Chunk `papers` and embed every chunk: the heavy step, the one a Ray worker runs."""
+    nodes = [node for paper in papers for node in chunker.nodes(paper)]
+    vectors = embed_model.get_text_embedding_batch([embed_text(n) for n in nodes]) if nodes else []
+    for node, vector in zip(nodes, vectors, strict=True):
+        node.embedding = vector
+    return nodes
+
+
+def store_nodes(store: Store, nodes: list[TextNode], report: IngestReport) -> None:
+    """Write embedded chunks, each paper whole, counting it against what the store holds now.
+
+    A paper stored meanwhile with the same hash (the same record again, still being embedded when
+    it was checked) counts as unchanged; one stored with fewer or more chunks has its stale ones deleted.
+    """
+    firsts = {n.metadata["arxiv_id"]: n for n in nodes if n.metadata["chunk"] == 0}
+    known = store.fingerprints(list(firsts))
+    keep: set[str] = set()
+    stale: list[str] = []
+    added = updated = unchanged = 0
+    for arxiv_id, first in firsts.items():
+        old = known.get(arxiv_id)
+        if old and old[0] == first.metadata["content_hash"]:
+            unchanged += 1
+            continue
+        keep.add(arxiv_id)
+        if old:
+            updated += 1
+            stale.extend(f"{arxiv_id}#{i}" for i in range(int(first.metadata["n_chunks"]), old[1]))
+        else:
+            added += 1
+    # Chunk 0 carries the paper's content hash, so it is the commit mark: stale chunks go
+    # first and chunk 0 is written last, so a run killed in between redoes the whole paper.
+    store.delete_chunks(stale)
+    written = [n for n in nodes if n.metadata["arxiv_id"] in keep]
+    store.upsert(sorted(written, key=lambda n: n.metadata["chunk"] == 0))
+    # Counted once written, so the summary of a run stopped by an error says what is stored.
+    report.added += added
+    report.updated += updated
+    report.unchanged += unchanged
+
+
+# Called with each batch once it is stored (or found unchanged): progress, the ids seen for pruning.
+Done = Callable[[list[Paper]], None]
+
+
 class Ingester:
     """Writes papers into a store, embedding only what is new or changed."""
 
@@ -108,35 +164,18 @@ class Ingester:
 
     def write(self, papers: list[Paper], report: IngestReport) -> None:
         """Upsert one batch of papers and count what changed; safe to kill at any point."""
-        known = self.store.fingerprints([p.arxiv_id for p in papers])
-        nodes: list[TextNode] = []
-        stale: list[str] = []
-        added = updated = unchanged = 0
-        for paper in papers:
-            old = known.get(paper.arxiv_id)
-            if old and old[0] == content_hash(paper, self.chunker.settings):
-                unchanged += 1
-                continue
-            chunks = self.chunker.nodes(paper)
-            nodes.extend(chunks)
-            if old:
-                updated += 1
-                stale.extend(f"{paper.arxiv_id}#{i}" for i in range(len(chunks), old[1]))
-            else:
-                added += 1
-        # Chunk 0 carries the paper's content hash, so it is the commit mark: stale chunks go
-        # first and chunk 0 is written last, so a run killed in between redoes the whole paper.
-        self.store.delete_chunks(stale)
-        if nodes:
-            nodes.sort(key=lambda n: n.metadata["chunk"] == 0)
-            vectors = self.embed_model.get_text_embedding_batch([embed_text(n) for n in nodes])
-            for node, vector in zip(nodes, vectors, strict=True):
-                node.embedding = vector
-            self.store.upsert(nodes)
-        # Counted once written, so the summary of a run stopped by an error says what is stored.
-        report.added += added
-        report.updated += updated
+        todo, unchanged = check(self.store, papers, self.chunker.settings)
+        store_nodes(self.store, embedded_nodes(self.chunker, self.embed_model, todo), report)
         report.unchanged += unchanged
+
+    def write_all(
+        self, stream: Iterable[list[Paper]], report: IngestReport, done: Done | None = None
+    ) -> None:
+        """Write batch after batch (a distributed ingester overrides this to keep many in flight)."""
+        for batch in stream:
+            self.write(batch, report)
+            if done is not None:
+                done(batch)
 
     def prune(self, keep: set[str]) -> int:
         """Delete every stored paper whose id is not in `keep`; return how many were deleted."""
@@ -162,13 +201,22 @@ class Ingester:
 
             total = count_records(paths)
             bar = tqdm(total=total, unit=" papers", file=sys.stderr, dynamic_ncols=True, desc="indexing")
+
+        since_keyword = 0
+
+        def done(batch: list[Paper]) -> None:
+            nonlocal since_keyword
+            if prune:
+                seen.update(p.arxiv_id for p in batch)
+            if bar is not None:
+                bar.update(len(batch))
+            since_keyword += len(batch)
+            if since_keyword >= KEYWORD_EVERY:  # a long ingest keeps the saved keyword index close
+                since_keyword = 0
+                self.refresh_keyword_index(report)
+
         try:
-            for batch in batches(_records(paths, fmt, report, warn), BATCH_PAPERS, report):
-                self.write(batch, report)
-                if prune:
-                    seen.update(p.arxiv_id for p in batch)
-                if bar is not None:
-                    bar.update(len(batch))
+            self.write_all(batches(_records(paths, fmt, report, warn), BATCH_PAPERS, report), report, done)
             if prune:
                 if report.failed_files:
                     warn("not pruning: some inputs were unreadable, their papers would be deleted")
@@ -190,7 +238,7 @@ class Ingester:
     ) -> None:
         """Bring the keyword index up to date now (afresh after deletions), for every process to load."""
         try:
-            (keyword.rebuild if rebuild else keyword.load_or_build)(self.store, progress=progress)
+            (keyword.rebuild if rebuild else keyword.append)(self.store, progress=progress)
         except StoreError as exc:
             raise StoreError(
                 f"{exc} [the papers are stored ({report.summary()}); only the keyword index is behind: "

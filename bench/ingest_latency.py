@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +37,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout, and bench/ as a package
 
 from bench.chats import client, serving  # noqa: E402
-from bench.servers import free_port, running  # noqa: E402
+from bench.servers import chroma  # noqa: E402
 
 DEFAULT_DATA = (
     Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data")) / "arxiv-cs-75k.kaggle.jsonl.gz"
 )
-CHROMA = Path(sys.executable).with_name("chroma")
 STARTUP_SECONDS = 1800  # serve's first keyword index over 75k papers when it has none saved
 
 
@@ -94,15 +92,6 @@ def env_for(port: int, local: Path, code: Path) -> dict[str, str]:
         "ASSISTANT_STORE": str(local),
         "ANONYMIZED_TELEMETRY": "False",
     }
-
-
-@contextmanager
-def chroma(path: Path, log: Path) -> Iterator[int]:
-    """Run `chroma run` on `path` on a free loopback port; yield the port."""
-    port = free_port()
-    argv = [str(CHROMA), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)]
-    with running(argv, f"http://127.0.0.1:{port}/api/v2/heartbeat", log, timeout=120):
-        yield port
 
 
 def ingest(source: Path, env: dict[str, str], log: Path, nice: int) -> subprocess.Popen[bytes]:

@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -65,6 +66,39 @@ def running(argv: Sequence[str], ready_url: str, log: Path, timeout: float, **po
         yield
     finally:
         stop(proc)
+
+
+CHROMA = Path(sys.executable).with_name("chroma")
+
+
+@contextmanager
+def chroma(path: Path, log: Path, timeout: float = 120) -> Iterator[int]:
+    """Run `chroma run` on `path` on a free loopback port; yield the port."""
+    port = free_port()
+    argv = [str(CHROMA), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)]
+    with running(argv, f"http://127.0.0.1:{port}/api/v2/heartbeat", log, timeout=timeout):
+        yield port
+
+
+@contextmanager
+def ray_cluster(nodes: int, cpus: int = 1) -> Iterator[Any]:
+    """Run a Ray cluster of `nodes` nodes of `cpus` CPUs each on this machine; yield it (`.address`).
+
+    `ray.cluster_utils.Cluster`: a head and worker nodes, each its own raylet and processes, as
+    `ray start` makes them; every process it started is killed afterwards (by process id).
+    """
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True, connect=False, head_node_args={"num_cpus": cpus, "include_dashboard": False}
+    )
+    try:
+        for _ in range(nodes - 1):
+            cluster.add_node(num_cpus=cpus)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        cluster.shutdown()
 
 
 # --- a fake hosted model: OpenAI's chat-completions protocol, deterministic and slow on purpose ---

@@ -57,29 +57,45 @@ class Files:
             return None
         return segment if len(segment.ids) == segment.n_docs else None
 
-    def save(self, manifest: Manifest, segments: list[Segment]) -> None:
-        """Write the new segments, then the manifest (atomically), then drop what it no longer names."""
+    def save_segments(self, segments: list[Segment]) -> list[Path]:
+        """Write the segments not saved yet (before a manifest names them); return their folders.
+
+        Raises `StoreError` if they cannot be written.
+        """
         written: list[Path] = []
-        tmp = self.folder / f"{MANIFEST}.tmp-{os.getpid()}"
         try:
             self.folder.mkdir(exist_ok=True)
             for segment in segments:
                 if not segment.saved:
                     written.append(self.folder / segment.name)
                     segment.bm25.save(str(written[-1]), corpus=segment.bm25.corpus, show_progress=False)
+        except OSError as exc:
+            for path in written:  # half written: the manifest does not name them
+                shutil.rmtree(path, ignore_errors=True)
+            raise self._unsaved(exc) from None
+        for segment in segments:
+            segment.saved = True
+        return written
+
+    def _unsaved(self, exc: OSError) -> StoreError:
+        todo = store_errors.file_todo(exc, str(self.store_folder))
+        return StoreError(f"{self.folder}: cannot save the keyword index ({exc.strerror or exc}); {todo}")
+
+    def save(self, manifest: Manifest, segments: list[Segment]) -> None:
+        """Write the new segments, then the manifest (atomically), then drop what it no longer names."""
+        written = self.save_segments(segments)
+        tmp = self.folder / f"{MANIFEST}.tmp-{os.getpid()}"
+        try:
             tmp.write_text(json.dumps(asdict(manifest)), encoding="utf-8")
             os.replace(tmp, self.folder / MANIFEST)
         except OSError as exc:
-            # The old manifest still names the old, whole segments; drop what was half written.
+            # The old manifest still names the old, whole segments; drop what was written for the new.
             for path in written:
                 shutil.rmtree(path, ignore_errors=True)
+            for segment in segments:
+                segment.saved = segment.saved and self.folder / segment.name not in written
             tmp.unlink(missing_ok=True)
-            todo = store_errors.file_todo(exc, str(self.store_folder))
-            raise StoreError(
-                f"{self.folder}: cannot save the keyword index ({exc.strerror or exc}); {todo}"
-            ) from None
-        for segment in segments:
-            segment.saved = True
+            raise self._unsaved(exc) from None
         self._tidy(set(manifest.segments))
 
     def _tidy(self, keep: set[str]) -> None:
