@@ -247,9 +247,10 @@ def format_sources(result: Answer) -> str:
         lines.append(
             f"(removed citations to papers that were not retrieved: {', '.join(result.dropped_citations)})"
         )
-    timing = timing_text(result)
-    lines.append(f"Sources ({result.backend} answer{f'; {timing}' if timing else ''}):")
+    lines.append(f"Sources ({result.backend} answer):")  # scripts match this header: keep it stable
     lines.extend(paper_line(p, "*" if p.arxiv_id in result.citations else " ") for p in result.passages)
+    if timing := timing_text(result):
+        lines.append(f"({timing})")
     lines.extend(f"warning: {w}" for w in result.warnings)
     # Ids, titles and warnings all come from data or remote servers.
     return safe("\n".join(lines))
