@@ -21,7 +21,7 @@ from assistant.llms import Backend
 from assistant.prompts import NOT_FOUND
 from assistant.schema import Answer, Passage, Sentence
 from assistant.sentence_stream import SentenceStream
-from assistant.support import check_support, recite
+from assistant.support import check_support, recite, unmentioned_names
 
 # English prose runs ~4 characters per token for the GPT-2/Qwen/Llama tokenizers; close enough
 # for a budget, and it needs no tokenizer (a hosted model's is not at hand).
@@ -207,16 +207,18 @@ class Draft:
             min_support=self.min_support,
             question=self.question,
         )
-        self.uncited |= not checked.citations and len(checked.text) >= MIN_CLAIM_CHARS
         if not sentence.supported:
             fixed = recite(
                 sentence, self.scores, self.embed_model, min_support=self.min_support, question=self.question
             )
             if fixed is None:
+                self.uncited |= not checked.citations and len(checked.text) >= MIN_CLAIM_CHARS
                 self.unsupported.append(sentence)
                 return None
+            new = ", ".join(fixed.citations)
+            old = ", ".join(sentence.citations)
             self.notes.append(
-                prompts.RECITED.format(old=", ".join(sentence.citations), new=", ".join(fixed.citations))
+                prompts.RECITED.format(old=old, new=new) if old else prompts.CITED_FOR_IT.format(new=new)
             )
             sentence = fixed
         self.sentences.append(sentence)
@@ -317,7 +319,8 @@ def stream_answer(
             backend=who,
             dropped_citations=draft.dropped if draft else [],
             grounded=not (draft and draft.uncited) and not uncited_claims(text),
-            warnings=[*(draft.notes if draft else []), *warnings],
+            # One line per kind and paper, however many sentences it concerns.
+            warnings=list(dict.fromkeys([*(draft.notes if draft else []), *warnings])),
             sentences=checked,
             unsupported=draft.unsupported if draft else [],
             proposed_citations=draft.proposed if draft else [],
@@ -352,7 +355,10 @@ def stream_answer(
     messages = build_messages(query, context, hosted=backend.hosted)
     top = scores.top()
     strong_at = min_score + settings.strong_margin
-    strong = top >= strong_at
+    # A refusal stands when the question names something no relevant passage mentions ("... on
+    # ImageNet?"): however close a sentence is, the detail asked about is not stated.
+    shown = [f"{passages[r].title or ''} {passages[r].text}" for r in sorted({i.rank for i in relevant})]
+    strong = top >= strong_at and not unmentioned_names(query, shown)
     warnings: list[str] = []
     draft = new_draft(context.ids())
     try:

@@ -59,6 +59,7 @@ RETRY_FAILED = "{backend}'s constrained answer had no usable sentence; answered 
 EXTRACTED = "answered with the extractive answerer instead"
 # A sentence its cited paper does not support, moved to the retrieved paper that does.
 RECITED = "a sentence cited arXiv:{old}, which does not say it; arXiv:{new} does, and is cited instead"
+CITED_FOR_IT = "a sentence cited no paper; arXiv:{new} says it, and is cited"
 CONTRADICTION = "{backend} added a refusal that contradicted its cited answer; the refusal was removed"
 STOPPED = "{backend} stopped early ({reason}); the answer shows the sentences checked before that"
 

@@ -26,6 +26,9 @@ _FIGURE_WORDS = re.compile(
     r"thousands?|millions?|billions?|twice|thrice|half|double|triple|dozens?|once|none|no)\b",
     re.IGNORECASE,
 )
+# A name a question asks about: inner capitals or digits (ImageNet, CIFAR-10, GPT-4, SWA), or a capital
+# past the question's first word (Transformer). No passage naming it -> the passages cannot state it.
+_NAME = re.compile(r"\b(?=[\w-]*(?:[A-Z]|\d))[A-Za-z][\w-]*[A-Z0-9][\w-]*\b|(?<=\w )\b[A-Z][a-z]+\b")
 # A marker repeated once a sentence's citations are replaced by one paper's.
 _REPEATED_MARKER = re.compile(r"(\[arXiv:[^\]]+\])(?:\s*\1)+")
 # "The papers [arXiv:A] [arXiv:B]." claims nothing; "It is 45x cheaper [arXiv:A]." does.
@@ -127,16 +130,17 @@ def recite(
 ) -> Sentence | None:
     """Return `failed` citing the retrieved paper that supports it best, if one does; else None.
 
-    A small model sometimes states what one passage says and cites the passage beside it; the claim is
-    kept only when another retrieved paper passes every check `check_support` makes.
+    A small model sometimes states what one passage says and cites the passage beside it, or (a hosted
+    model writing a paragraph) cites nothing; the claim is kept only when a retrieved paper passes
+    every check `check_support` makes.
     """
-    if failed.support is None or not failed.citations:
-        return None  # it cites nothing, or said nothing: there is no claim to attribute
+    if failed.support is None and failed.citations:
+        return None  # it cites only passages too short to hold a sentence: nothing to compare with
     best: Sentence | None = None
     for arxiv_id in dict.fromkeys(item.passage.arxiv_id for item in scores.items):
         if arxiv_id in failed.citations:
             continue
-        text = failed.text
+        text = failed.text if failed.citations else f"{failed.text} [arXiv:{arxiv_id}]"
         for old in failed.citations:
             text = text.replace(f"[arXiv:{old}]", f"[arXiv:{arxiv_id}]")
         text = _REPEATED_MARKER.sub(r"\1", text)
@@ -146,3 +150,9 @@ def recite(
         if candidate.supported and (best is None or (candidate.support or 0) > (best.support or 0)):
             best = candidate
     return best
+
+
+def unmentioned_names(question: str, texts: Sequence[str]) -> list[str]:
+    """Return the names in `question` (ImageNet, GPT-4, BERT) that none of `texts` mentions."""
+    haystack = " ".join(texts).lower()
+    return [name for name in dict.fromkeys(_NAME.findall(question)) if name.lower() not in haystack]

@@ -11,6 +11,7 @@ from assistant.answer_grammar import answer_grammar
 from assistant.embeddings import MiniLMEmbedding
 from assistant.prompts import HOSTED_SYSTEM_PROMPT, NOT_FOUND, SYSTEM_PROMPT
 from assistant.sentence_stream import SentenceStream
+from assistant.support import unmentioned_names
 from tests.helpers.fake_llm import fake_backend
 from tests.helpers.settings import make_settings
 
@@ -50,6 +51,15 @@ def test_every_streamed_piece_is_a_checked_sentence(ask) -> None:
     assert not result.grounded
 
 
+def test_an_uncited_sentence_a_retrieved_paper_states_is_cited_to_it(ask) -> None:
+    reply = "Simulated feedback is 45x cheaper than crowdworkers. Plain claim here."
+    pieces, result, _ = ask(QUESTION, reply)
+    assert pieces == [f"Simulated feedback is 45x cheaper than crowdworkers. [arXiv:{RIGHT}]"]
+    assert result.citations == [RIGHT] and result.proposed_citations == []
+    assert result.warnings == [f"a sentence cited no paper; arXiv:{RIGHT} says it, and is cited"]
+    assert [s.text for s in result.unsupported] == ["Plain claim here."]
+
+
 def test_a_refusal_mixed_into_an_answer_is_removed_and_said(ask) -> None:
     pieces, result, _ = ask(QUESTION, f"{CLAIM} {NOT_FOUND}")
     assert result.text == CLAIM and NOT_FOUND not in "".join(pieces)
@@ -69,6 +79,23 @@ def test_refusal_despite_strong_evidence_is_not_accepted(ask) -> None:
 def test_refusal_below_strong_evidence_is_the_models_call(ask) -> None:
     _, result, _ = ask(QUESTION, NOT_FOUND, **{"answer.strong_margin": 0.5})
     assert result.text == NOT_FOUND and not result.answered and result.warnings == []
+
+
+def test_a_refusal_stands_when_the_question_names_what_no_passage_mentions(ask) -> None:
+    # Strong evidence (as above), but no retrieved abstract mentions ImageNet: a near miss.
+    question = "How much cheaper is simulated human feedback than crowdworkers on ImageNet?"
+    _, result, _ = ask(question, NOT_FOUND, **{"answer.strong_margin": 0.2})
+    assert result.backend == "fake" and result.text == NOT_FOUND and result.warnings == []
+
+
+def test_names_are_found_in_questions() -> None:
+    texts = ["AdaScale SGD scales to large batches; we compare with SWA and BERT-base."]
+    assert unmentioned_names("What batch size did AdaScale use on ImageNet and CIFAR-10?", texts) == [
+        "ImageNet",
+        "CIFAR-10",
+    ]
+    assert unmentioned_names("How does its midpoint compare to SWA?", texts) == []
+    assert unmentioned_names("Which papers study generative models of sets of images?", texts) == []
 
 
 def test_nothing_relevant_is_refused_without_any_model_time(ask) -> None:
