@@ -1,5 +1,5 @@
-"""The hosted path against real servers on 127.0.0.1: llama.cpp's OpenAI-compatible server, and one
-that misbehaves on purpose (5xx, refused key, malformed stream, silence)."""
+"""The hosted path against real servers on 127.0.0.1: llama.cpp's OpenAI-compatible server with the
+bundled model, and one that misbehaves on purpose (5xx, refused key, malformed stream, silence)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,8 +19,9 @@ import pytest
 from assistant import Answer, Assistant
 from assistant.cli import main
 from assistant.embeddings import MiniLMEmbedding
+from assistant.llms.llamacpp import bundled_model_path
 from bench.servers import QuietHandler, free_port, stop
-from tests.helpers.models import QUESTION, smollm2_path
+from tests.helpers.models import QUESTION, RIGHT
 from tests.helpers.servers import stub_server
 from tests.helpers.settings import make_settings
 
@@ -31,7 +33,9 @@ pytestmark = [
         reason="pip install -e '.[local,hosted]'",
     ),
 ]
-SERVER_START_TIMEOUT = 90.0
+SERVER_START_TIMEOUT = 180.0
+# The bundled model: the answer's checks withhold what a model that cannot cite (SmolLM2-135M) says.
+MODEL = "qwen"
 
 
 def start_server(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -40,7 +44,7 @@ def start_server(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
+             "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -61,22 +65,24 @@ def start_server(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A llama.cpp server with SmolLM2-135M for the whole module; yields its `/v1` URL."""
-    proc, url = start_server(smollm2_path(), tmp_path_factory.mktemp("server") / "server.log")
+    """A llama.cpp server with the bundled model for the whole module; yields its `/v1` URL."""
+    proc, url = start_server(bundled_model_path(), tmp_path_factory.mktemp("server") / "server.log")
     try:
         yield url
     finally:
         stop(proc)
 
 
-def hosted(seed_store: Path, embed: MiniLMEmbedding, url: str, timeout: float = 30.0) -> Assistant:
+def hosted(seed_store: Path, embed: MiniLMEmbedding, url: str, timeout: float = 120.0) -> Assistant:
     """An assistant over the seed store answering through `openai-compatible:` at `url`."""
     settings = make_settings(
         seed_store,
         **{
-            "answer.llm": f"openai-compatible:smollm2@{url}",
+            "answer.llm": f"openai-compatible:{MODEL}@{url}",
             "answer.timeout": timeout,
-            "answer.max_tokens": 64,  # SmolLM2 rambles; the wiring is what is under test
+            # The wiring is under test, not the synthesis (test_answers_local): a short prompt and reply.
+            "answer.max_tokens": 120,
+            "answer.max_context_tokens": 500,
         },
     )
     return Assistant(settings, embed_model=embed)
@@ -87,15 +93,15 @@ def test_openai_compatible_server_streams_an_answer(
 ) -> None:
     bot = hosted(seed_store, embed, llama_server)
     *pieces, result = bot.stream(QUESTION)
-    assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces)
+    assert pieces and all(isinstance(p, str) for p in pieces)
     assert isinstance(result, Answer)
-    assert result.backend == f"openai-compatible:smollm2@{llama_server}"
-    assert result.warnings == [] and result.text
-    assert set(result.citations) <= {p.arxiv_id for p in result.passages}
+    assert result.backend == f"openai-compatible:{MODEL}@{llama_server}"
+    assert result.warnings == [] and "".join(pieces) == result.text  # what streamed is the answer
+    assert result.citations[0] == RIGHT and "45" in result.text
 
 
 def test_cli_asks_the_server(llama_server: str, seed_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = f"openai-compatible:smollm2@{llama_server}"
+    spec = f"openai-compatible:{MODEL}@{llama_server}"
     assert main(["ask", "--store", str(seed_store), "--llm", spec, QUESTION]) == 0
     out = capsys.readouterr().out
     assert f"Sources ({spec} answer):" in out
@@ -104,23 +110,37 @@ def test_cli_asks_the_server(llama_server: str, seed_store: Path, capsys: pytest
 def test_killing_the_server_mid_answer_falls_back_within_the_timeout(
     tmp_path: Path, seed_store: Path, embed: MiniLMEmbedding, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    proc, url = start_server(smollm2_path(), tmp_path / "server.log")
-    timeout = 20.0  # generous for the first token on a busy machine; the kill must beat it by far
+    proc, url = start_server(bundled_model_path(), tmp_path / "server.log")
+    timeout = 60.0  # generous for the first token on a busy machine; the kill must beat it by far
+    answers: list[Answer | str] = []
     try:
-        stream = hosted(seed_store, embed, url, timeout=timeout).stream(QUESTION)
-        first = next(stream)
-        assert isinstance(first, str)
+        bot = hosted(seed_store, embed, url, timeout)
+        asking = threading.Thread(target=lambda: answers.extend(bot.stream(QUESTION)))
+        idle = _cpu_ticks(proc)
+        asking.start()
+        # The server reads a 500-token prompt for seconds on 2 cores: kill it once it works on it.
+        deadline = time.monotonic() + 30
+        while _cpu_ticks(proc) - idle < 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
         proc.kill()
         killed = time.monotonic()
-        result = list(stream)[-1]
+        asking.join(timeout)
         elapsed = time.monotonic() - killed
     finally:
         stop(proc)
+    *shown, result = answers
     assert isinstance(result, Answer)
+    assert "".join(shown) == result.text  # only the fallback's sentences streamed, none of the killed model's
     assert elapsed < timeout
-    assert result.backend == "extractive" and result.citations[0] == "2305.14387"
-    assert result.warnings[0].startswith(f"openai-compatible:smollm2@{url} failed (")
+    assert result.backend == "extractive" and result.citations[0] == RIGHT
+    assert result.warnings[0].startswith(f"openai-compatible:{MODEL}@{url} failed (")
     assert "answered with the extractive answerer" in capfd.readouterr().err
+
+
+def _cpu_ticks(proc: subprocess.Popen[bytes]) -> int:
+    """The CPU time the server process has used so far (user + system, in clock ticks), from /proc."""
+    fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def test_a_server_that_is_not_running_falls_back_at_once(seed_store: Path, embed: MiniLMEmbedding) -> None:

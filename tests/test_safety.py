@@ -179,8 +179,10 @@ def test_chat_and_eval_output_is_inert(store: Path, tmp_path: Path) -> None:
 
 
 HOSTILE_REPLY = (
-    '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> '
-    "[click](javascript:window.__pwned=3) ![pixel](https://evil.example/p.png) [home](https://evil.example) "
+    # No digits in the payloads: a figure its sources do not state would withhold the sentence.
+    '<img src=x onerror="window.__pwned=true"> <script>window.__pwned=true</script> '
+    "[click](javascript:window.__pwned=true) ![pixel](https://evil.example/p.png) "
+    "[home](https://evil.example) "
     "<https://evil.example/a> see https://evil.example/b or www.evil.example or mail me@evil.example "
     "**bold** `code` $x$ | table | It is 45x cheaper [arXiv:2305.14387] [arXiv:2305.14387](https://evil.example)."
 )
@@ -208,7 +210,9 @@ def hostile_chat(seed_store: Path, embed: MiniLMEmbedding, monkeypatch: pytest.M
 
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     backend, _ = fake_backend(HOSTILE_REPLY)
-    app = build(Assistant(make_settings(seed_store), embed_model=embed, backend=backend))
+    # The rendering is under test, not the support check (which would withhold this reply): floor 0.
+    settings = make_settings(seed_store, **{"answer.min_support": 0.0})
+    app = build(Assistant(settings, embed_model=embed, backend=backend))
     port = free_port()
     app.launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False
@@ -251,7 +255,7 @@ def test_browser_renders_a_hostile_model_reply_inert(hostile_chat: str) -> None:
             page.wait_for_timeout(500)  # time for an injected handler to fire, if one got in
             assert page.evaluate("window.__pwned") is None
             reply = page.locator("#chat .message-row.bot-row").last.inner_text()
-            assert '<img src=x onerror="window.__pwned=1">' in reply and "https://evil.example/b" in reply
+            assert '<img src=x onerror="window.__pwned=true">' in reply and "https://evil.example/b" in reply
             seen = set(page.evaluate("window.__seen"))
             assert seen == {"A https://arxiv.org/abs/2305.14387"}, "the only link is the verified citation"
         finally:
