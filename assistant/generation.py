@@ -208,8 +208,19 @@ class Draft:
             question=self.question,
         )
         if not sentence.supported:
-            fixed = recite(
-                sentence, self.scores, self.embed_model, min_support=self.min_support, question=self.question
+            # A sentence whose every source was invented is not re-cited: the model made up where it
+            # came from (a prompt injection asks for just that), so what it says is not taken up.
+            invented = bool(checked.dropped) and not checked.citations
+            fixed = (
+                None
+                if invented
+                else recite(
+                    sentence,
+                    self.scores,
+                    self.embed_model,
+                    min_support=self.min_support,
+                    question=self.question,
+                )
             )
             if fixed is None:
                 self.uncited |= not checked.citations and len(checked.text) >= MIN_CLAIM_CHARS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -81,7 +82,8 @@ def test_only_fabricated_citations_make_it_ungrounded(ask_with) -> None:
 
 
 def test_uncited_reply_is_withheld_and_flagged(ask_with) -> None:
-    *_, result = ask_with(QUESTION, "Simulated feedback is 45x cheaper than crowdworkers.")[0]
+    # No retrieved paper says this, so there is no paper to cite it to either.
+    *_, result = ask_with(QUESTION, "Simulated feedback was collected from zebras in Kenya.")[0]
     assert not result.grounded and result.citations == [] and result.text == NOT_FOUND
     assert result.unsupported[0].reason == "it cites no retrieved paper"
 
@@ -245,7 +247,8 @@ def test_cli_streams_a_llamacpp_answer(
     spec = f"llamacpp:{smollm2_path()}"
     assert main(["ask", "--store", str(seed_store), "--llm", spec, QUESTION]) == 0
     out = capsys.readouterr().out
-    assert "Sources (llamacpp:SmolLM2-135M-Instruct.Q4_1.gguf answer; retrieval " in out
+    assert "Sources (llamacpp:SmolLM2-135M-Instruct.Q4_1.gguf answer):" in out
+    assert re.search(r"^\(retrieval [\d.]+ s, first token [\d.]+ s, total [\d.]+ s\)$", out, re.MULTILINE)
     assert main(["ask", "--store", str(seed_store), "--llm", spec, "--json", QUESTION]) == 0
     data = __import__("json").loads(capsys.readouterr().out)
     assert data["backend"].startswith("llamacpp:") and isinstance(data["grounded"], bool)

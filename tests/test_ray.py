@@ -78,7 +78,7 @@ def assert_complete(store: Store, source: Path) -> None:
 def summary(stdout: str) -> dict[str, int]:
     """Parse `added A, updated U, unchanged N, bad B` into numbers."""
     line = stdout.strip().splitlines()[-1]
-    return {k: int(v) for v, k in (part.split() for part in line.split(", ")[:4])}
+    return {k: int(v) for k, v in (part.split() for part in line.split(", ")[:4])}
 
 
 @pytest.fixture(scope="module")
