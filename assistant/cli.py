@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from assistant import bibliography
 from assistant.config import Settings
@@ -287,17 +287,23 @@ def _ingest(args: argparse.Namespace) -> int:
 
         check_address(args.ray)
     store = open_store(settings, for_writing=True)
+    stdout = sys.stdout
     with contextlib.ExitStack() as stack:
         if args.ray is None:
             ingester = Ingester(store, embedding.build(), settings.chunking)
         else:
             from assistant.ray_ingest import RayIngester
 
+            # Ray's driver prints cluster events to stdout ("(raylet) The node ... has been marked
+            # dead"): they go to stderr, so that stdout stays the one summary line.
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
             ingester = stack.enter_context(RayIngester(store, settings, args.ray))
-        return _run_ingest(args, settings, ingester, live)
+        return _run_ingest(args, settings, ingester, live, stdout)
 
 
-def _run_ingest(args: argparse.Namespace, settings: Settings, ingester: Ingester, live: LiveRequest) -> int:
+def _run_ingest(
+    args: argparse.Namespace, settings: Settings, ingester: Ingester, live: LiveRequest, stdout: TextIO
+) -> int:
     from assistant.fetch import fetch
     from assistant.ingest import IngestReport
 
@@ -306,13 +312,13 @@ def _run_ingest(args: argparse.Namespace, settings: Settings, ingester: Ingester
         report = ingester.ingest(
             args.paths, args.format, progress=sys.stderr.isatty(), prune=prune, warn=warn
         )
-        print(report.summary())
+        print(report.summary(), file=stdout)
         return 1 if report.failed_files else 0
     report = IngestReport()
     try:
         fetch(ingester, report, settings.fetch, live, warn, warn if sys.stderr.isatty() else None)
     finally:
-        print(report.summary())  # also when the fetch stops early: what it stored is kept
+        print(report.summary(), file=stdout)  # also when the fetch stops early: what it stored is kept
     return 0
 
 

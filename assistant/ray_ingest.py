@@ -53,8 +53,12 @@ def quiet() -> None:
     """Keep Ray's and Ray Data's notices (INFO lines, tips, warnings) off stderr: they would bury the
     progress bar and the bad-record reports; failures still surface as errors."""
     warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.")
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # `max_restarts` goes through map_batches' **ray_remote_args (deprecated, removed in Ray 2.64:
+    # the extra pins ray below it).
+    warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    # Ray Data logs a failed task's traceback at ERROR before raising it; the ingest words it as one line.
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
 
 
 def check_address(address: str) -> None:
@@ -188,8 +192,14 @@ class RayIngester(Ingester):
             Embedder,
             fn_constructor_kwargs={"settings_json": worker_settings.model_dump_json()},
             batch_size=None,
-            compute=ray.data.ActorPoolStrategy(size=self.workers),
+            # From one worker up to `workers`, as the cluster has CPUs: after a node is lost the
+            # cluster may still count its CPUs for a while, and a fixed-size pool waits for them.
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.workers),
             num_cpus=per_worker,
+            # A worker lost with its node is not restarted: a restart waits for CPUs the cluster may
+            # no longer have, and the batches queued on it with it (a hang, seen with kill -9 of a
+            # node). Its batch fails the run instead, with one line; the same command again resumes.
+            max_restarts=0,
         )
         # No prefetching: a batch is written as soon as it is back, not when the next one is.
         batches = ds.iter_batches(batch_size=None, prefetch_batches=0, batch_format="pyarrow")

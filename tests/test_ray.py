@@ -77,8 +77,9 @@ def assert_complete(store: Store, source: Path) -> None:
 
 def summary(stdout: str) -> dict[str, int]:
     """Parse `added A, updated U, unchanged N, bad B` into numbers."""
-    line = stdout.strip().splitlines()[-1]
-    return {k: int(v) for k, v in (part.split() for part in line.split(", ")[:4])}
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("added "), f"stdout is more than the summary: {stdout!r}"
+    return {k: int(v) for k, v in (part.split() for part in lines[0].split(", ")[:4])}
 
 
 @pytest.fixture(scope="module")
