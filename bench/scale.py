@@ -71,7 +71,9 @@ class Watch:
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
                 status = Path(f"/proc/{pid}/status").read_text()
-                info = self.seen.setdefault(pid, {"cmd": _cmdline(pid), "cpu0": 0.0})
+                info = self.seen.setdefault(pid, {"cmd": "", "cpu0": 0.0})
+                # Again each time: a Ray worker starts as ray::IDLE and is named for its actor later.
+                info["cmd"] = _cmdline(pid) or info["cmd"]
             except OSError:
                 continue  # gone meanwhile
             info["cpu"] = (int(stat[11]) + int(stat[12])) / TICKS
