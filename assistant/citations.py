@@ -16,6 +16,8 @@ _CITATION = re.compile(
     r"|\barxiv:\s*([a-z\-.]+/\d{7}|\d{4}\.\d{4,5})(?:v\d+)?)",
     re.IGNORECASE,
 )
+# The same marker again right after itself ("cheaper [arXiv:A] [arXiv:A] [arXiv:A]."): shown once.
+REPEATED_MARKER = re.compile(r"(\[arXiv:[^\]]+\])(?:\s*\1)+")
 # The look-behinds start a match only at the first of a run of spaces (else quadratic on long runs).
 _SEPARATOR = re.compile(r"[,;]|(?<!\s)\s+and\s+")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<![ \t])[ \t]+([.,;:])")
@@ -67,7 +69,7 @@ def verify(text: str, retrieved: Collection[str]) -> Verified:
         previous = cleaned
         cleaned = _CITATION.sub(lambda m: keep(_ids(m)), cleaned)
         cleaned = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", cleaned).strip()
-    result.text = cleaned
+    result.text = REPEATED_MARKER.sub(r"\1", cleaned)
     return result
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.citations import without_citations
+from assistant.citations import REPEATED_MARKER, without_citations
 from assistant.condense import key_terms
 from assistant.embeddings import TextEncoder
 from assistant.extractive import SentenceScores
@@ -29,10 +29,15 @@ _FIGURE_WORDS = re.compile(
 # A name a question asks about: inner capitals or digits (ImageNet, CIFAR-10, GPT-4, SWA), or a capital
 # past the question's first word (Transformer). No passage naming it -> the passages cannot state it.
 _NAME = re.compile(r"\b(?=[\w-]*(?:[A-Z]|\d))[A-Za-z][\w-]*[A-Z0-9][\w-]*\b|(?<=\w )\b[A-Z][a-z]+\b")
-# A marker repeated once a sentence's citations are replaced by one paper's.
-_REPEATED_MARKER = re.compile(r"(\[arXiv:[^\]]+\])(?:\s*\1)+")
 # "The papers [arXiv:A] [arXiv:B]." claims nothing; "It is 45x cheaper [arXiv:A]." does.
 MIN_CLAIM_WORDS = 3
+# "AlpacaFarm uses a reward model architecture." for "What reward model architecture does AlpacaFarm
+# use?" is the question turned round: an answer must add a content word (stem) or a figure of its
+# own ("Goodhart's Law ...", "120 million papers ..." do). Yes/no questions are exempt ("Yes, there
+# are paths of high accuracy ...").
+_YES_NO_QUESTION = re.compile(
+    r"^\W*(?:is|are|was|were|can|could|does|do|did|has|have|had|will|would|should)\b", re.IGNORECASE
+)
 
 
 def _stems(text: str) -> set[str]:
@@ -74,8 +79,8 @@ def check_support(
     The support is the best cosine between the sentence (markers removed) and a sentence of a cited
     passage, or, if higher, its blend with the claim's word overlap (`blended`); the evidence is each
     cited paper's closest sentence. A sentence is unsupported when it cites nothing, says nothing
-    (markers and a few words), names a figure its sources do not state, or its support is below
-    `min_support`.
+    (markers and a few words), only restates the question, names a figure its sources do not state,
+    or its support is below `min_support`.
     """
     claim = without_citations(text)
     rows = [i for i, item in enumerate(scores.items) if item.passage.arxiv_id in citations]
@@ -104,6 +109,8 @@ def check_support(
         reason = f"no sentence of its sources says this closely enough ({support:.2f} < {min_support:.2f})"
     elif _QUANTITY_QUESTION.match(question) and not gives_figure(claim, question):
         reason = "the question asks how many or how much, and this gives no figure"
+    elif restates(claim, question):
+        reason = "it only restates the question"
     return Sentence(
         text=text,
         citations=list(citations),
@@ -112,6 +119,15 @@ def check_support(
         evidence=[evidence[i] for i in citations if i in evidence],
         reason=reason,
     )
+
+
+def restates(claim: str, question: str) -> bool:
+    """Whether `claim` adds no content word and no figure to a question that is not yes/no."""
+    if _YES_NO_QUESTION.match(question) or gives_figure(claim, question):
+        return False
+    stemmer = _stemmer()
+    asked = {stemmer.stemWord(word.lower()) for word in re.findall(r"\w+", question)}  # every word counts
+    return not _stems(claim) - asked
 
 
 def gives_figure(claim: str, question: str) -> bool:
@@ -143,7 +159,7 @@ def recite(
         text = failed.text if failed.citations else f"{failed.text} [arXiv:{arxiv_id}]"
         for old in failed.citations:
             text = text.replace(f"[arXiv:{old}]", f"[arXiv:{arxiv_id}]")
-        text = _REPEATED_MARKER.sub(r"\1", text)
+        text = REPEATED_MARKER.sub(r"\1", text)  # its citations replaced by one paper's
         candidate = check_support(
             text, [arxiv_id], scores, embed_model, min_support=min_support, question=question
         )

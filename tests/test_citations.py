@@ -34,3 +34,13 @@ def test_versioned_citation_verifies_against_versionless_id() -> None:
 def test_text_without_citations_is_unchanged() -> None:
     checked = verify("No sources here.", {"2305.14387"})
     assert (checked.text, checked.citations, checked.dropped) == ("No sources here.", [], [])
+
+
+def test_a_marker_repeated_in_a_row_is_shown_once() -> None:
+    checked = verify(
+        "It is 45x cheaper [arXiv:2305.14387] [arXiv:2305.14387] [arXiv:2305.14387].", {"2305.14387"}
+    )
+    assert checked.text == "It is 45x cheaper [arXiv:2305.14387]." and checked.citations == ["2305.14387"]
+    # Two papers each once stay as they are.
+    both = verify("Both do [arXiv:2305.14387] [arXiv:2302.05733].", {"2305.14387", "2302.05733"})
+    assert both.text == "Both do [arXiv:2305.14387] [arXiv:2302.05733]."

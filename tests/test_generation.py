@@ -11,7 +11,7 @@ from assistant.answer_grammar import answer_grammar
 from assistant.embeddings import MiniLMEmbedding
 from assistant.prompts import HOSTED_SYSTEM_PROMPT, NOT_FOUND, SYSTEM_PROMPT
 from assistant.sentence_stream import SentenceStream
-from assistant.support import unmentioned_names
+from assistant.support import restates, unmentioned_names
 from tests.helpers.fake_llm import fake_backend
 from tests.helpers.settings import make_settings
 
@@ -86,6 +86,26 @@ def test_a_refusal_stands_when_the_question_names_what_no_passage_mentions(ask) 
     question = "How much cheaper is simulated human feedback than crowdworkers on ImageNet?"
     _, result, _ = ask(question, NOT_FOUND, **{"answer.strong_margin": 0.2})
     assert result.backend == "fake" and result.text == NOT_FOUND and result.warnings == []
+
+
+def test_a_sentence_that_only_turns_the_question_round_is_withheld(ask) -> None:
+    question = "What reward model architecture does AlpacaFarm use?"
+    _, result, _ = ask(question, f"AlpacaFarm uses a reward model architecture [arXiv:{RIGHT}].")
+    assert result.text == NOT_FOUND
+    assert [s.reason for s in result.unsupported] == ["it only restates the question"]
+
+
+def test_restating_needs_no_new_word_or_figure() -> None:
+    assert restates(
+        "AlpacaFarm uses a reward model architecture.", "What reward model architecture does AlpacaFarm use?"
+    )
+    assert not restates(
+        "Goodhart's Law describes metrics that become targets.",
+        "Which law describes metrics that become targets?",
+    )
+    assert not restates("120 million papers were analyzed.", "How many papers were analyzed?")
+    # A yes/no question is answered by its own words.
+    assert not restates("Yes, there are paths of high accuracy.", "Are there paths of high accuracy?")
 
 
 def test_names_are_found_in_questions() -> None:
