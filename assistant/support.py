@@ -33,10 +33,15 @@ _NAME = re.compile(r"\b(?=[\w-]*(?:[A-Z]|\d))[A-Za-z][\w-]*[A-Z0-9][\w-]*\b|(?<=
 MIN_CLAIM_WORDS = 3
 # "AlpacaFarm uses a reward model architecture." for "What reward model architecture does AlpacaFarm
 # use?" is the question turned round: an answer must add a content word (stem) or a figure of its
-# own ("Goodhart's Law ...", "120 million papers ..." do). Yes/no questions are exempt ("Yes, there
-# are paths of high accuracy ...").
+# own ("Goodhart's Law ...", "120 million papers ..." do). Yes/no and which-papers questions are
+# exempt ("Yes, there are paths of high accuracy ...", "The papers [arXiv:A] study X.").
 _YES_NO_QUESTION = re.compile(
     r"^\W*(?:is|are|was|were|can|could|does|do|did|has|have|had|will|would|should)\b", re.IGNORECASE
+)
+# "Which papers study X?" is answered by the papers' markers: "The papers [arXiv:A] study X." is no
+# restatement.
+_WHICH_PAPERS = re.compile(
+    r"\b(?:which|what) (?:papers?|works?|studies|articles?|abstracts?)\b", re.IGNORECASE
 )
 
 
@@ -123,7 +128,7 @@ def check_support(
 
 def restates(claim: str, question: str) -> bool:
     """Whether `claim` adds no content word and no figure to a question that is not yes/no."""
-    if _YES_NO_QUESTION.match(question) or gives_figure(claim, question):
+    if _YES_NO_QUESTION.match(question) or _WHICH_PAPERS.search(question) or gives_figure(claim, question):
         return False
     stemmer = _stemmer()
     asked = {stemmer.stemWord(word.lower()) for word in re.findall(r"\w+", question)}  # every word counts

@@ -106,6 +106,10 @@ def test_restating_needs_no_new_word_or_figure() -> None:
     assert not restates("120 million papers were analyzed.", "How many papers were analyzed?")
     # A yes/no question is answered by its own words.
     assert not restates("Yes, there are paths of high accuracy.", "Are there paths of high accuracy?")
+    # A which-papers question is answered by the markers that come with the sentence.
+    assert not restates(
+        "The papers study generative models of sets.", "Which papers study generative models of sets?"
+    )
 
 
 def test_names_are_found_in_questions() -> None:

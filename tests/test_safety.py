@@ -132,7 +132,7 @@ def test_streamed_reply_with_sequences_split_across_pieces_is_inert(
     # Withheld (the OSC's "8" is a figure its source does not state), and shown inert as withheld.
     assert "]8;;http://evil.exampleclick]8;; convert light 31m into sound[2J]0;pwned" in out.stdout
     assert "(removed citations to papers that were not retrieved: c31m)" in out.stdout
-    assert f"Sources ({spec} answer;" in out.stdout and not out.stderr.strip()
+    assert f"Sources ({spec} answer):" in out.stdout and not out.stderr.strip()
 
     out = run("ask", QUESTION, "--store", str(store), "--llm", spec, "--json")
     assert_inert(out)
