@@ -178,7 +178,8 @@ class Stores:
         if base is not None and not path.exists():
             shutil.copytree(self.build(base[0], spec, base[1]), path)
         store = open_store(settings, for_writing=True)
-        todo = corpus()
+        # One record per paper, the last one (as `assistant ingest` keeps it): SPAR's corpus repeats some.
+        todo = list({paper.arxiv_id: paper for paper in corpus()}.values())
         start = time.perf_counter()
         ingester, report = Ingester(store, self.model(spec), settings.chunking), IngestReport()
         for i in range(0, len(todo), BATCH_PAPERS):
