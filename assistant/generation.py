@@ -368,8 +368,10 @@ def stream_answer(
     strong_at = min_score + settings.strong_margin
     # A refusal stands when the question names something no relevant passage mentions ("... on
     # ImageNet?"): however close a sentence is, the detail asked about is not stated.
-    shown = [f"{passages[r].title or ''} {passages[r].text}" for r in sorted({i.rank for i in relevant})]
-    strong = top >= strong_at and not unmentioned_names(query, shown)
+    relevant_texts = [
+        f"{passages[r].title or ''} {passages[r].text}" for r in sorted({i.rank for i in relevant})
+    ]
+    strong = top >= strong_at and not unmentioned_names(query, relevant_texts)
     warnings: list[str] = []
     draft = new_draft(context.ids())
     try:
