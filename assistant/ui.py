@@ -39,6 +39,7 @@ from assistant.render import (
 )
 from assistant.retrieval import RETRIEVERS
 from assistant.schema import Answer, Paper
+from assistant.streams import driven
 from assistant.transcript import chat_markdown
 
 # Questions the bundled abstracts answer, each with the paper it is about.
@@ -56,6 +57,7 @@ EXAMPLES = {
 ANSWERING = "answering"
 # Beyond this many waiting requests, new ones are refused at once rather than waiting minutes.
 QUEUE_SIZE = 32
+HEARTBEAT_SECONDS = 0.5  # how soon a closed tab's stream can be closed by Gradio (streams.driven)
 # System fonts: the default theme would make every browser fetch fonts from Google.
 THEME = gr.themes.Default(
     font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
@@ -96,12 +98,9 @@ class WebChat:
 
     def __init__(self, bot: Assistant) -> None:
         self.bot = bot
-        # llama.cpp keeps one decoding state per model: two generations at once would corrupt it.
+        # llama.cpp keeps one decoding state per model: one answer at a time uses it, start to end.
         # (`bot.llm` loads a local model now, so the first question does not wait for it.)
-        local = isinstance(bot.llm, LlamaCppChat)
-        self._generating: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if local else contextlib.nullcontext()
-        )
+        self._generating = threading.Lock() if isinstance(bot.llm, LlamaCppChat) else None
 
     def warm_up(self) -> None:
         """Do the one-time lazy set-up now, in one thread, so parallel requests find it done."""
@@ -116,12 +115,19 @@ class WebChat:
         top_k: Any = None,  # anything a client sends: `Assistant` checks it (limits.py)
         filters: dict[str, Any] | None = None,
         retriever: str | None = None,
-    ) -> Iterator[str | Answer]:
-        """Yield the reply's text pieces, then the verified `Answer`; follow-ups read `history`."""
-        with self._generating:
-            yield from self.bot.stream(
+    ) -> Iterator[str | Answer | None]:
+        """Yield the reply's text pieces, then the verified `Answer`; follow-ups read `history`.
+
+        None comes every HEARTBEAT_SECONDS while nothing else does: Gradio can close the stream of a
+        closed tab only between items, and closing it stops the model (streams.driven).
+        """
+        yield from driven(
+            lambda: self.bot.stream(
                 message, history=history, top_k=top_k, filters=filters, retriever=retriever or None
-            )
+            ),
+            self._generating,
+            heartbeat=HEARTBEAT_SECONDS,
+        )
 
     def respond(
         self,
@@ -144,7 +150,9 @@ class WebChat:
                 filters=_filters(categories, since, until, author),
                 retriever=retriever,
             ):
-                if isinstance(item, Answer):
+                if item is None:  # nothing new yet: the same view again
+                    yield reply_markdown(text), VERIFYING if text else SEARCHING
+                elif isinstance(item, Answer):
                     yield reply_markdown(item.text), sources_html(item) + references_html(references(item))
                 else:  # a sentence whose citations are already verified: safe to link
                     text += item
@@ -314,7 +322,7 @@ def build(bot: Assistant, *, mcp: bool = False) -> gr.Blocks:
         chat.textbox.submit(lambda: SEARCHING, None, sources, queue=False, api_visibility="private")
         gr.api(web.api_chat, api_name="chat", concurrency_limit=concurrency, concurrency_id=ANSWERING)
         if mcp:
-            tools = PaperTools(bot, web._generating)
+            tools = PaperTools(bot, web._generating or contextlib.nullcontext())
             for name in TOOLS:
                 # Unqueued: Gradio's MCP server calls a queued tool back through gradio_client, which
                 # cannot log in when --auth is set; an unqueued one it calls directly.

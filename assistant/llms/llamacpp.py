@@ -7,7 +7,7 @@ import importlib.util
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from pydantic import PrivateAttr
 
 from assistant.cache import cache_dir
 from assistant.errors import LLMError
+from assistant.streams import driven
 
 BUNDLED_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 BUNDLED_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
@@ -176,16 +177,17 @@ class LlamaCppChat(CustomLLM):
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        """Answer a conversation piece by piece."""
+        """Answer a conversation piece by piece (the model driven by a thread that holds the lock)."""
+
+        def deltas() -> Iterator[str]:
+            for chunk in self._create(messages, True, **kwargs):
+                yield chunk["choices"][0]["delta"].get("content") or ""
 
         def pieces() -> ChatResponseGen:
             text = ""
-            with self._lock:  # released when the stream ends or is closed
-                for chunk in self._create(messages, True, **kwargs):
-                    delta = chunk["choices"][0]["delta"].get("content") or ""
-                    text += delta
-                    message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
-                    yield ChatResponse(message=message, delta=delta)
+            for delta in driven(deltas, self._lock):
+                text += delta or ""
+                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta)
 
         return pieces()
 
