@@ -12,7 +12,7 @@ import rispy
 from bibtexparser.middlewares import MergeCoAuthors
 from bibtexparser.model import Entry, Field
 
-from assistant.chunking import paper_from_metadata
+from assistant.ingest.chunking import paper_from_metadata
 from assistant.schema import Answer, Paper
 
 FORMATS = ("bibtex", "ris", "markdown")

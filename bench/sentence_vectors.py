@@ -28,9 +28,9 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from assistant.config import Settings
 from assistant.embeddings import default_embedding, model_inputs
 from assistant.evaluate import load_cases, retrieval_scores
-from assistant.extractive import sentences
 from assistant.pipeline import Assistant
-from assistant.retrieval import KeywordRetriever
+from assistant.retrieve import KeywordRetriever
+from assistant.retrieve.sentences import sentences
 from assistant.schema import Paper
 from assistant.sources import read_papers
 

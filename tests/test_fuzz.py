@@ -27,15 +27,15 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from llama_index.core.schema import TextNode
 
-from assistant.chunking import Chunker, embed_text
-from assistant.citations import parse_citations, verify
 from assistant.config import ChunkingSettings
 from assistant.embeddings import load_tokenizer
 from assistant.errors import AssistantError
 from assistant.ingest import bundled_corpus
+from assistant.ingest.chunking import Chunker, embed_text
 from assistant.schema import BadRecord, Paper
 from assistant.sources import FORMATS, read_papers
 from assistant.sources.atom import parse_atom, read_atom
+from assistant.sources.citations import parse_citations, verify
 from assistant.sources.ids import normalize_id
 from assistant.sources.kaggle import read_kaggle
 from assistant.sources.oai import parse_oai, read_oai

@@ -10,13 +10,12 @@ import bm25s
 import numpy as np
 import pytest
 
-from assistant import keyword
 from assistant import store as store_module
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import Ingester, bundled_corpus
-from assistant.keyword.segments import Segment
 from assistant.pipeline import open_store
-from assistant.store import Store
+from assistant.store import Store, keyword
+from assistant.store.keyword.segments import Segment
 from tests.helpers.settings import make_settings
 
 TOP_K = 10

@@ -24,7 +24,7 @@ from assistant.llms.llamacpp import (
     bundled_model_path,
     llama_cpp_installed,
 )
-from assistant.prompts import SYSTEM_PROMPT
+from assistant.llms.prompts import SYSTEM_PROMPT
 
 if TYPE_CHECKING:
     from llama_index.core.base.llms.types import ChatMessage

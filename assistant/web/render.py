@@ -7,8 +7,8 @@ import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from assistant.chunking import date_text
-from assistant.extractive import sentences
+from assistant.ingest.chunking import date_text
+from assistant.retrieve.sentences import sentences
 from assistant.schema import Answer, Passage
 
 ABS_URL = "https://arxiv.org/abs/{}"

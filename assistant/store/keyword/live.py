@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from assistant.errors import AssistantError, StoreError
-from assistant.keyword import segments as building
-from assistant.keyword.files import Files, Manifest
-from assistant.keyword.segments import Segment
 from assistant.store import Store
+from assistant.store.keyword import segments as building
+from assistant.store.keyword.files import Files, Manifest
+from assistant.store.keyword.segments import Segment
 
 # Largest segment, in chunks (~1.7 per paper): bounds the memory one build or merge needs.
 SEGMENT_CHUNKS = 250_000

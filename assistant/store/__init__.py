@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from llama_index.core.schema import TextNode
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
-from assistant import store_errors
 from assistant.embeddings import spec_of
 from assistant.errors import EmbeddingMismatchError, StoreError
+from assistant.store import errors as store_errors
 
 if TYPE_CHECKING:
     from assistant.config import StoreSettings

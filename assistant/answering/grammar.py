@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from assistant.prompts import NOT_FOUND
+from assistant.llms.prompts import NOT_FOUND
 
 # A sentence's body: no line breaks, brackets only as markers (a paper may be named mid-sentence: "Set
 # Distribution Networks [arXiv:ID] learn ..."), and a full stop only inside a token ("1.5x", "e.g"). The

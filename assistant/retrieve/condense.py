@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.citations import parse_citations
-from assistant.prompts import CONDENSE_TEMPLATE
+from assistant.llms.prompts import CONDENSE_TEMPLATE
+from assistant.sources.citations import parse_citations
 
 # Words that point back into the conversation: a question using them is a follow-up.
 _ANAPHORA = re.compile(

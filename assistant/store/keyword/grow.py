@@ -11,11 +11,11 @@ log2(SEGMENT_CHUNKS / run) times).
 
 from __future__ import annotations
 
-from assistant.keyword import segments as building
-from assistant.keyword.files import Files, Manifest
-from assistant.keyword.live import SEGMENT_CHUNKS, merged
-from assistant.keyword.segments import Segment
 from assistant.store import Store
+from assistant.store.keyword import segments as building
+from assistant.store.keyword.files import Files, Manifest
+from assistant.store.keyword.live import SEGMENT_CHUNKS, merged
+from assistant.store.keyword.segments import Segment
 
 
 def append(store: Store, *, progress: bool = False) -> int:

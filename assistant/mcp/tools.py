@@ -14,8 +14,8 @@ from dataclasses import asdict
 from typing import Any
 
 from assistant.bibliography import ABS_URL, answer_json
-from assistant.papers import passage_record
 from assistant.pipeline import Assistant
+from assistant.store.papers import passage_record
 
 TOOLS = ("search_papers", "ask", "get_paper")
 

@@ -18,11 +18,13 @@ from assistant.bibliography import answer_json, references
 from assistant.config import Settings
 from assistant.errors import AssistantError, ConfigError
 from assistant.llms.llamacpp import LlamaCppChat
-from assistant.mcp_login import MCP_PATH, McpLogin
-from assistant.mcp_tools import TOOLS, PaperTools
-from assistant.papers import check_id
+from assistant.mcp.login import MCP_PATH, McpLogin
+from assistant.mcp.tools import TOOLS, PaperTools
 from assistant.pipeline import Assistant
-from assistant.render import (
+from assistant.retrieve import RETRIEVERS
+from assistant.schema import Answer, Paper
+from assistant.store.papers import check_id
+from assistant.web.render import (
     COPY_BIBTEX_JS,
     CSS,
     EMPTY_PANEL,
@@ -37,9 +39,7 @@ from assistant.render import (
     similar_html,
     sources_html,
 )
-from assistant.retrieval import RETRIEVERS
-from assistant.schema import Answer, Paper
-from assistant.transcript import chat_markdown
+from assistant.web.transcript import chat_markdown
 
 # Questions the bundled abstracts answer, each with the paper it is about.
 EXAMPLES = {

@@ -21,7 +21,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from assistant.embeddings import TextEncoder
 from assistant.errors import ConfigError
-from assistant.extractive import relevant_sentences
+from assistant.retrieve.sentences import relevant_sentences
 from assistant.schema import Passage
 
 if TYPE_CHECKING:

@@ -21,10 +21,10 @@ from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from assistant.chunking import Chunker
 from assistant.config import Settings
 from assistant.errors import AssistantError, ConfigError
 from assistant.ingest import Done, Ingester, IngestReport, check, embedded_nodes, store_nodes
+from assistant.ingest.chunking import Chunker
 from assistant.schema import Paper
 from assistant.store import Store
 

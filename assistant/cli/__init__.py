@@ -16,16 +16,16 @@ from assistant import bibliography
 from assistant.config import Settings
 from assistant.errors import AssistantError, InputError
 from assistant.inert import safe
-from assistant.papers import passage_record
-from assistant.render import timing_text
-from assistant.retrieval import RETRIEVERS
+from assistant.retrieve import RETRIEVERS
 from assistant.schema import Answer, Paper, Passage
 from assistant.sources import FORMATS
+from assistant.store.papers import passage_record
+from assistant.web.render import timing_text
 
 # JSON escapes C0 itself; with ensure_ascii=False it would let DEL and C1 through raw.
 if TYPE_CHECKING:
-    from assistant.fetch import LiveRequest
     from assistant.ingest import Ingester
+    from assistant.ingest.fetch import LiveRequest
 
 _JSON_UNSAFE = re.compile(r"[\x7f-\x9f]")
 
@@ -265,8 +265,8 @@ def paper_line(passage: Passage, mark: str = " ") -> str:
 
 def _ingest(args: argparse.Namespace) -> int:
     from assistant.embeddings import resolve
-    from assistant.fetch import LiveRequest
     from assistant.ingest import Ingester
+    from assistant.ingest.fetch import LiveRequest
     from assistant.pipeline import open_store
 
     live = LiveRequest(
@@ -283,7 +283,7 @@ def _ingest(args: argparse.Namespace) -> int:
     settings = _settings(args)
     embedding = resolve(settings)  # a bad spec fails before the store is made
     if args.ray is not None:  # before the store is made: a wrong address must leave nothing behind
-        from assistant.ray_ingest import check_address
+        from assistant.ingest.ray import check_address
 
         check_address(args.ray)
     store = open_store(settings, for_writing=True)
@@ -292,7 +292,7 @@ def _ingest(args: argparse.Namespace) -> int:
         if args.ray is None:
             ingester = Ingester(store, embedding.build(), settings.chunking)
         else:
-            from assistant.ray_ingest import RayIngester
+            from assistant.ingest.ray import RayIngester
 
             # Ray's driver prints cluster events to stdout ("(raylet) The node ... has been marked
             # dead"): they go to stderr, so that stdout stays the one summary line.
@@ -304,8 +304,8 @@ def _ingest(args: argparse.Namespace) -> int:
 def _run_ingest(
     args: argparse.Namespace, settings: Settings, ingester: Ingester, live: LiveRequest, stdout: TextIO
 ) -> int:
-    from assistant.fetch import fetch
     from assistant.ingest import IngestReport
+    from assistant.ingest.fetch import fetch
 
     if args.paths:
         prune = args.prune_missing
@@ -402,7 +402,7 @@ def _similar(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from assistant.ui import serve
+    from assistant.web.ui import serve
 
     serve(
         _settings(args), host=args.host, port=args.port, auth=args.auth, insecure=args.insecure, mcp=args.mcp
@@ -411,8 +411,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from assistant import eval_report
     from assistant.evaluate import evaluate, load_cases
+    from assistant.evaluate import report as eval_report
     from assistant.pipeline import Assistant
 
     try:

@@ -6,8 +6,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 from assistant.bibliography import ABS_URL, markdown
-from assistant.citations import parse_citations
 from assistant.schema import Paper
+from assistant.sources.citations import parse_citations
 
 # A verified citation as the answer text carries it, linked to the paper's page in the file.
 _MARKER = re.compile(r"\[arXiv:([^\]\s]+)\]")

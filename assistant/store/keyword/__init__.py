@@ -1,9 +1,9 @@
 """The BM25 keyword index over the store's chunks: bm25s segments searched together, kept up to date."""
 
-from assistant.keyword.grow import append
-from assistant.keyword.live import KeywordIndex, Snapshot, catch_up, load_or_build, rebuild, up_to_date
-from assistant.keyword.search import KeywordRetriever
-from assistant.keyword.segments import LANGUAGE, TOKEN_PATTERN, build, light_entry, stemmer, tokenizer
+from assistant.store.keyword.grow import append
+from assistant.store.keyword.live import KeywordIndex, Snapshot, catch_up, load_or_build, rebuild, up_to_date
+from assistant.store.keyword.search import KeywordRetriever
+from assistant.store.keyword.segments import LANGUAGE, TOKEN_PATTERN, build, light_entry, stemmer, tokenizer
 
 __all__ = [
     "LANGUAGE",

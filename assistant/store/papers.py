@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from assistant.chunking import paper_from_metadata
 from assistant.errors import InputError
+from assistant.ingest.chunking import paper_from_metadata
 from assistant.schema import Paper, Passage
 from assistant.sources.ids import is_arxiv_id, normalize_id
 from assistant.store import Store

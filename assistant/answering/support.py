@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from assistant.citations import REPEATED_MARKER, without_citations
-from assistant.condense import key_terms
 from assistant.embeddings import TextEncoder
-from assistant.extractive import SentenceScores
+from assistant.retrieve.condense import key_terms
+from assistant.retrieve.sentences import SentenceScores
 from assistant.schema import Evidence, Sentence
+from assistant.sources.citations import REPEATED_MARKER, without_citations
 
 # A figure in an answer must be one its sources (or the question) state: small models invent them
 # when pushed for a detail no abstract gives ("a batch size of 128").

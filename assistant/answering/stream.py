@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from assistant.extractive import sentences
+from assistant.retrieve.sentences import sentences
 
 # Markers that open a piece belong to the sentence before it: "... SWA. [arXiv:ID] Next ..." splits
 # after "SWA." (a capital-or-bracket follows), but the marker is that sentence's citation.

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assistant.condense import Turn, condense
 from assistant.embeddings import SentenceCache
 from assistant.errors import InputError, SourceError
-from assistant.extractive import relevant_sentences
 from assistant.pipeline import Assistant
-from assistant.retrieval import RETRIEVERS
+from assistant.retrieve import RETRIEVERS
+from assistant.retrieve.condense import Turn, condense
+from assistant.retrieve.sentences import relevant_sentences
 from assistant.sources.ids import normalize_id
 
 

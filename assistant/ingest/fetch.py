@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from assistant import keyword, store_errors
 from assistant.config import FetchSettings
 from assistant.errors import FetchError, InputError, SourceError, StoreError
 from assistant.ingest import BATCH_PAPERS, Ingester, IngestReport, batches
@@ -26,7 +25,8 @@ from assistant.sources.atom import parse_atom
 from assistant.sources.ids import normalize_id
 from assistant.sources.oai import parse_oai
 from assistant.sources.xmlstream import PageInfo
-from assistant.store import HARVESTS, Store
+from assistant.store import HARVESTS, Store, keyword
+from assistant.store import errors as store_errors
 
 USER_AGENT = "arxiv-assistant/0.1 (Python urllib)"
 # Answers that mean "busy, ask again later"; arXiv sends 503 with Retry-After when overloaded.

@@ -10,18 +10,17 @@ from dataclasses import dataclass, field
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from assistant import prompts
-from assistant.answer_grammar import answer_grammar
-from assistant.citations import parse_citations, verify
+from assistant.answering.grammar import answer_grammar
+from assistant.answering.stream import SentenceStream
+from assistant.answering.support import check_support, recite, unmentioned_names
 from assistant.config import AnswerSettings
 from assistant.embeddings import TextEncoder
-from assistant.extractive import Scored, SentenceScores, extractive_answer, sentences
 from assistant.inert import safe
-from assistant.llms import Backend
-from assistant.prompts import NOT_FOUND
+from assistant.llms import Backend, prompts
+from assistant.llms.prompts import NOT_FOUND
+from assistant.retrieve.sentences import Scored, SentenceScores, extractive_answer, sentences
 from assistant.schema import Answer, Passage, Sentence
-from assistant.sentence_stream import SentenceStream
-from assistant.support import check_support, recite, unmentioned_names
+from assistant.sources.citations import parse_citations, verify
 
 # English prose runs ~4 characters per token for the GPT-2/Qwen/Llama tokenizers; close enough
 # for a budget, and it needs no tokenizer (a hosted model's is not at hand).

@@ -13,7 +13,7 @@ from typing import Any
 
 from assistant.config import MAX_TOP_K, Settings
 from assistant.errors import InputError
-from assistant.retrieval import RETRIEVERS, Filters
+from assistant.retrieve import RETRIEVERS, Filters
 
 # Longest value of one filter (a category, a date, an author's name).
 MAX_FILTER_CHARS = 200

@@ -9,9 +9,9 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
-from assistant.keyword.live import Snapshot
-from assistant.keyword.segments import TOKEN_PATTERN, stemmer
 from assistant.store import Store
+from assistant.store.keyword.live import Snapshot
+from assistant.store.keyword.segments import TOKEN_PATTERN, stemmer
 
 
 class KeywordRetriever(BaseRetriever):

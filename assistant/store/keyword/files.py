@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from assistant import store_errors
 from assistant.errors import StoreError
-from assistant.keyword.segments import Segment
 from assistant.store import KEYWORD_FOLDER, OLD_KEYWORD
+from assistant.store import errors as store_errors
+from assistant.store.keyword.segments import Segment
 
 MANIFEST = "manifest.json"
 LOCK = "lock"
