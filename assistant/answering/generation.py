@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
+from assistant.answering.extractive import extractive_answer
 from assistant.answering.grammar import answer_grammar
 from assistant.answering.stream import SentenceStream
 from assistant.answering.support import check_support, recite, unmentioned_names
@@ -18,7 +19,7 @@ from assistant.embeddings import TextEncoder
 from assistant.inert import safe
 from assistant.llms import Backend, prompts
 from assistant.llms.prompts import NOT_FOUND
-from assistant.retrieve.sentences import Scored, SentenceScores, extractive_answer, sentences
+from assistant.retrieve.sentences import Scored, SentenceScores, sentences
 from assistant.schema import Answer, Passage, Sentence
 from assistant.sources.citations import parse_citations, verify
 

@@ -1,4 +1,8 @@
-"""The built-in answerer that needs no model: the question's best sentences, each cited."""
+"""Sentences of the retrieved passages scored against the question: split once, embedded once.
+
+The rerank stage orders passages by their best sentence; the answer stage reads the same scores
+to decide whether to answer, to pick the extractive answer and to check each generated sentence.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ from assistant.schema import Passage
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'])")
 _ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|et al|cf|vs|Fig|Eq|Sec|resp)\.$", re.IGNORECASE)
 MIN_SENTENCE_CHARS = 20
-SUPPORT_RATIO = 0.75
 
 
 def sentences(text: str) -> list[str]:
@@ -92,20 +95,3 @@ def relevant_sentences(
 ) -> list[Scored]:
     """Score each sentence against the question; keep the passages whose best sentence reaches `min_score`."""
     return score_sentences(question, passages, embed_model).relevant(min_score)
-
-
-def extractive_answer(scored: Sequence[Scored], *, min_score: float, max_sentences: int) -> list[str]:
-    """Pick the relevant sentences most similar to the question, each ending with its `[arXiv:ID]`."""
-    if not scored:
-        return []
-    # The best-ranked relevant paper speaks first; the other sentences go to whoever fits best.
-    top = min(item.rank for item in scored)
-    lead = max((item for item in scored if item.rank == top), key=lambda item: item.similarity)
-    # Another sentence earns a place only if it is nearly as close to the question as the lead.
-    floor = max(min_score, SUPPORT_RATIO * lead.similarity)
-    others = sorted(
-        (item for item in scored if item is not lead and item.similarity >= floor),
-        key=lambda item: -item.similarity,
-    )
-    chosen = sorted([lead, *others[: max_sentences - 1]], key=lambda item: (item.rank, item.position))
-    return [f"{item.sentence} [arXiv:{item.passage.arxiv_id}]" for item in chosen]
