@@ -14,12 +14,13 @@ from llama_index.core.schema import TextNode
 
 from assistant.config import ChunkingSettings
 from assistant.errors import AssistantError, SourceError, StoreError
-from assistant.ingest.chunking import Chunker, content_hash, embed_text
+from assistant.ingest.chunking import Chunker, embed_text
 from assistant.schema import BadRecord, Paper
 from assistant.sources import detect_format, read_papers
 from assistant.sources.ids import normalize_id
 from assistant.sources.textio import open_bytes
 from assistant.store import Store, keyword
+from assistant.store.records import content_hash
 
 # Papers per write: bounds memory, and what a crash can lose is at most one batch of work.
 BATCH_PAPERS = 256

@@ -15,10 +15,10 @@ from llama_index.core.retrievers import BaseRetriever, QueryFusionRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from assistant.errors import InputError
-from assistant.ingest.chunking import date_number
 from assistant.schema import Passage
 from assistant.sources.ids import normalize_id
 from assistant.store import Store, keyword
+from assistant.store.records import date_number
 
 RETRIEVERS = ("dense", "bm25", "hybrid")
 # Chunks fetched per wanted paper before collapsing: a paper has at most a few chunks.

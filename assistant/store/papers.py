@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from assistant.errors import InputError
-from assistant.ingest.chunking import paper_from_metadata
 from assistant.schema import Paper, Passage
 from assistant.sources.ids import is_arxiv_id, normalize_id
 from assistant.store import Store
+from assistant.store.records import paper_from_metadata
 
 # Chunks of one abstract overlap by whole sentence pieces (`chunking.overlap_tokens`); an overlap is
 # trusted when it starts on a word or is at least this long (a sentence piece may start at "}" or

@@ -7,9 +7,9 @@ import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from assistant.ingest.chunking import date_text
 from assistant.retrieve.sentences import sentences
 from assistant.schema import Answer, Passage
+from assistant.store.records import date_text
 
 ABS_URL = "https://arxiv.org/abs/{}"
 # A verified citation as `citations.verify` writes it: one id per marker.
