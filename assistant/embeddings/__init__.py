@@ -34,6 +34,7 @@ from assistant.embeddings.minilm import (
 )
 from assistant.embeddings.sentences import SentenceCache, TextEncoder
 from assistant.errors import EmbeddingError
+from assistant.keys import COMPATIBLE_KEY_ENV, OPENAI_KEY_ENV, describe_failure, hosted_key
 
 __all__ = [
     "DIMENSION",
@@ -147,9 +148,6 @@ def spec_of(recorded: str) -> str:
 
 def resolve(settings: Settings, env: Mapping[str, str] | None = None) -> EmbeddingChoice:
     """Turn `embedding.model` into a choice, failing early with a line that says what to fix."""
-    # Imported here, not at the top: llms imports more, and only served embeddings need its key rules.
-    from assistant.llms import COMPATIBLE_KEY_ENV, OPENAI_KEY_ENV, Backend, _hosted_key
-
     env = os.environ if env is None else env
     emb = settings.embedding
     spec = emb.model.strip()
@@ -161,7 +159,7 @@ def resolve(settings: Settings, env: Mapping[str, str] | None = None) -> Embeddi
         raise EmbeddingError(f"embedding {spec} needs llama-index's client for it: run {INSTALL_HOSTED}")
     key = ""
     if kind == "openai":
-        key = _hosted_key(settings.answer, env, OPENAI_KEY_ENV)
+        key = hosted_key(settings.answer, env, OPENAI_KEY_ENV)
         if not key:
             raise EmbeddingError(
                 f"embedding {spec} needs an API key: set {OPENAI_KEY_ENV} or answer.api_key_file"
@@ -169,7 +167,7 @@ def resolve(settings: Settings, env: Mapping[str, str] | None = None) -> Embeddi
         build, where = partial(hosted.openai, arg, key, emb.timeout), "the OpenAI API"
     elif kind == "openai-compatible":
         # Never the user's OpenAI key: a third-party server gets only its own.
-        key = _hosted_key(settings.answer, env, COMPATIBLE_KEY_ENV)
+        key = hosted_key(settings.answer, env, COMPATIBLE_KEY_ENV)
         model, _, url = arg.partition("@")
         where = f"the embedding server at {url}"
         build = partial(hosted.openai_compatible, model, url, key, emb.timeout)
@@ -179,5 +177,5 @@ def resolve(settings: Settings, env: Mapping[str, str] | None = None) -> Embeddi
     else:
         build, where = partial(hosted.tei, arg.rstrip("/"), emb.timeout), f"the embedding server at {arg}"
     # The answerers' redaction: no key, and nothing that looks like one, in a message.
-    redact = Backend(spec, secret=key or None).describe_failure
+    redact = partial(describe_failure, secret=key or None)
     return EmbeddingChoice(spec, spec, lambda: hosted.RemoteEmbedding(spec, build(), where, redact))
