@@ -22,7 +22,7 @@ import pytest
 
 from assistant.config import Settings
 from assistant.embeddings.gemma import BUILD_COMMAND, MODEL_ID, GemmaEmbedding, model_dir
-from assistant.embeddings.gemma_build import (
+from assistant.embeddings.gemma.build import (
     CHUNK_MEMBER,
     EXTRACTED,
     MODULES,

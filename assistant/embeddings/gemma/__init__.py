@@ -1,7 +1,7 @@
 """EmbeddingGemma-300M as an opt-in offline llama-index embedding: int8 ONNX built once into the cache.
 
 Run time needs onnxruntime and tokenizers only; `python -m assistant.embeddings.gemma build
---accept-gemma-terms` makes the model (see `embeddings/gemma_build.py`).
+--accept-gemma-terms` makes the model (see `embeddings/gemma/build.py`).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class GemmaEmbedding(BaseEmbedding):
         for i, row in enumerate(rows):
             ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
-        # The graph pools, applies both Dense layers and normalises (gemma_build.sentence_encoder).
+        # The graph pools, applies both Dense layers and normalises (build.sentence_encoder).
         (vectors,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
         return np.asarray(vectors, dtype=np.float32)
 
@@ -133,7 +133,7 @@ class GemmaEmbedding(BaseEmbedding):
 
 def main(argv: list[str] | None = None) -> int:
     """`build`: make the model once (prints the Gemma Terms of Use notice); `info`: show the build."""
-    from assistant.embeddings.gemma_build import TERMS
+    from assistant.embeddings.gemma.build import TERMS
 
     parser = argparse.ArgumentParser(prog="python -m assistant.embeddings.gemma", description=main.__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print(TERMS, file=sys.stderr)
         if not args.accept_gemma_terms:
             raise AssistantError("read the terms above, then run again with --accept-gemma-terms to build")
-        from assistant.embeddings.gemma_build import build
+        from assistant.embeddings.gemma.build import build
 
         folder = build(keep_source=args.keep_source)
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -158,7 +158,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
