@@ -18,6 +18,8 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from assistant.config import EmbeddingSettings, Settings
 from assistant.embeddings import hosted
+from assistant.embeddings.gemma import MODEL_ID as GEMMA_ID
+from assistant.embeddings.gemma import GemmaEmbedding
 from assistant.embeddings.minilm import (
     DIMENSION,
     MAX_TOKENS,
@@ -62,7 +64,6 @@ __all__ = [
 
 BUNDLED = "minilm"
 GEMMA = "embeddinggemma"
-GEMMA_ID = "embeddinggemma-300m-int8"  # what its stores record (assistant.embeddings.gemma.MODEL_ID)
 VALID_FORMS = (
     BUNDLED,
     GEMMA,
@@ -103,19 +104,13 @@ class EmbeddingChoice:
 
 # Models that run offline in this process: spec -> (the id their stores record, builder). MiniLM
 # stores have always recorded its model id; an opt-in model (e.g. `embeddinggemma`) is one more
-# entry whose builder imports its module lazily.
+# entry (its module loads no model until the builder runs).
 OFFLINE: dict[str, tuple[str, Callable[[EmbeddingSettings], BaseEmbedding]]] = {
     BUNDLED: (MODEL_ID, lambda s: default_embedding(s.threads, s.batch_tokens)),
     # Opt-in: built once by `python -m assistant.embeddings.gemma build` (README "A stronger offline
     # embedding"); a missing build is one line naming that command.
-    GEMMA: (GEMMA_ID, lambda s: _gemma(s)),
+    GEMMA: (GEMMA_ID, lambda s: GemmaEmbedding(threads=s.threads)),
 }
-
-
-def _gemma(settings: EmbeddingSettings) -> BaseEmbedding:
-    from assistant.embeddings.gemma import GemmaEmbedding
-
-    return GemmaEmbedding(threads=settings.threads)
 
 
 def _parse(spec: str) -> tuple[str, str]:

@@ -6,9 +6,6 @@ Run time needs onnxruntime and tokenizers only; `python -m assistant.embeddings.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,11 +15,10 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
 from assistant.cache import cache_dir
-from assistant.embeddings import GEMMA_ID
 from assistant.embeddings.minilm import length_batches, onnx_session
 from assistant.errors import AssistantError
 
-MODEL_ID = GEMMA_ID  # what its stores record
+MODEL_ID = "embeddinggemma-300m-int8"  # what its stores record
 DIMENSION = 768
 # The model reads up to 2,048 tokens; abstracts are ~300 and attention costs grow with the square.
 MAX_TOKENS = 512
@@ -129,32 +125,3 @@ class GemmaEmbedding(BaseEmbedding):
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`build`: make the model once (prints the Gemma Terms of Use notice); `info`: show the build."""
-    from assistant.embeddings.gemma.build import TERMS
-
-    parser = argparse.ArgumentParser(prog="python -m assistant.embeddings.gemma", description=main.__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    make = commands.add_parser("build", help="download, check and convert EmbeddingGemma into the cache")
-    make.add_argument("--accept-gemma-terms", action="store_true", help="agree to the Gemma Terms of Use")
-    make.add_argument("--keep-source", action="store_true", help="keep the fp32 folder (reference tests)")
-    commands.add_parser("info", help="print the finished build's manifest")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "info":
-            print((built(model_dir()) / MANIFEST).read_text(encoding="utf-8"), end="")
-            return 0
-        print(TERMS, file=sys.stderr)
-        if not args.accept_gemma_terms:
-            raise AssistantError("read the terms above, then run again with --accept-gemma-terms to build")
-        from assistant.embeddings.gemma.build import build
-
-        folder = build(keep_source=args.keep_source)
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        print(f"built {folder} (cosine to fp32 >= {manifest['min_cosine_to_fp32']})", file=sys.stderr)
-    except AssistantError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0

@@ -31,6 +31,7 @@ from assistant.embeddings.gemma import (
     GemmaEmbedding,
     model_dir,
 )
+from assistant.embeddings.minilm import bundled_texts
 from assistant.embeddings.onnx_optimize import file_sha256
 from assistant.errors import AssistantError
 
@@ -298,8 +299,6 @@ def fidelity(encoder: Any, folder: Path, texts: list[str]) -> float:
 
 def sample_texts() -> list[str]:
     """Return real texts for the build's check: the bundled abstracts, and three joined (cut at 512)."""
-    from assistant.embeddings import bundled_texts
-
     texts = bundled_texts()
     # Past 257 tokens the sliding layers see only a band: the long text checks that the band is right.
     return [*texts, " ".join(texts[:3])]
