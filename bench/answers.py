@@ -134,7 +134,7 @@ def run_path(package: Path | None, store: Path, llm: str, questions: Path, out: 
 
 def grammar_cost(store: Path, rounds: int) -> dict[str, float]:
     """Generation speed (tokens/s) and first token of the same prompts with and without the answer grammar."""
-    from assistant.answering.generation import build_messages, select_context
+    from assistant.answering.context import build_messages, select_context
     from assistant.answering.grammar import answer_grammar
     from assistant.config import Settings
     from assistant.pipeline import Assistant

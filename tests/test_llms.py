@@ -10,7 +10,8 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from assistant import Answer, Assistant
-from assistant.answering.generation import approx_tokens, uncited_claims
+from assistant.answering.context import approx_tokens
+from assistant.answering.generation import uncited_claims
 from assistant.cli import main
 from assistant.config import AnswerSettings
 from assistant.embeddings import MiniLMEmbedding
