@@ -338,11 +338,11 @@ class FakeApp:
 @pytest.fixture
 def no_server(monkeypatch: pytest.MonkeyPatch) -> type[FakeApp]:
     """Make `serve` build nothing and launch a recorder, so a broken rule fails instead of serving."""
-    import assistant.web.ui
+    import assistant.web.server
 
     FakeApp.launched = {}
-    monkeypatch.setattr(assistant.web.ui, "Assistant", lambda settings: None)
-    monkeypatch.setattr(assistant.web.ui, "build", lambda bot, **_: FakeApp())
+    monkeypatch.setattr(assistant.web.server, "Assistant", lambda settings: None)
+    monkeypatch.setattr(assistant.web.server, "build", lambda bot, **_: FakeApp())
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # must not widen what --host says
     monkeypatch.setenv("GRADIO_SHARE", "True")
     return FakeApp

@@ -124,7 +124,7 @@ def test_refuses_other_hosts_without_a_password(capsys: pytest.CaptureFixture[st
     assert main(["serve", "--host", "0.0.0.0", "--auth", "nopassword"]) == 1
     assert "USER:PASSWORD" in capsys.readouterr().err
 
-    from assistant.web.ui import check_exposure
+    from assistant.web.server import check_exposure
 
     assert check_exposure("localhost", None, False) is None
     assert check_exposure("::1", None, False) is None

@@ -228,7 +228,7 @@ def _similar(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from assistant.web.ui import serve
+    from assistant.web.server import serve
 
     serve(
         _settings(args), host=args.host, port=args.port, auth=args.auth, insecure=args.insecure, mcp=args.mcp
