@@ -1,9 +1,9 @@
 """The `assistant` command line: its parser and the dispatch to one handler per command.
 
-Thin, like every front end: the handlers (`cli/commands.py`) call `Assistant`, the ingesters and
-the doctor, and print; user errors become one line on stderr and exit code 1. It may import every
-earlier stage and the front ends it starts: `web` (serve), `evaluate` (eval), `doctor`,
-`bibliography` (cite); nothing imports it but `__main__`.
+Package `cli`, a front end: the parser and dispatch (here) and what each command does (`commands`).
+Thin: the handlers call `Assistant`, the ingesters and the doctor, and print; user errors become one
+line on stderr and exit code 1. It may import every earlier stage and the front ends it starts:
+`web` (serve), `evaluate` (eval), `doctor`, `bibliography` (cite); only `__main__` imports it.
 """
 
 from __future__ import annotations

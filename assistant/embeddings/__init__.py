@@ -3,6 +3,11 @@
 The spec picks the model that embeds the store and the questions; the bundled MiniLM also
 scores sentences in the answer stage, whatever the store uses (the relevance thresholds are
 MiniLM cosines). Hosted clients are imported inside the provider that needs them.
+
+Package `embeddings`: this registry, the bundled MiniLM (`minilm`, made fast once by
+`onnx_optimize` with `onnx_graph`), sentence encoding with its cache (`sentences`), the served
+clients (`hosted`) and the opt-in EmbeddingGemma (`gemma/`). It may import the values modules and
+`sources`; the embedding SDKs are imported only here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""`assistant eval`: score retrieval (and answers) on the user's own test questions."""
+"""`assistant eval`: score retrieval (and answers) on the user's own test questions.
+
+Package `evaluate`, a front end: scoring on test questions (here) and the report files and plot
+(`report`). It may import every stage up to `pipeline`; `cli` runs it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Ingest: read papers, skip unchanged ones, chunk, embed and upsert the rest in bounded batches."""
+"""Ingest: read papers, skip unchanged ones, chunk, embed and upsert the rest in bounded batches.
+
+Package `ingest`: papers into the store: the single-process driver (here), chunking (`chunking`),
+the Ray driver of the same steps (`ray`) and live fetching from the arXiv API and OAI-PMH
+(`fetch`). It may import the values modules, `sources`, `embeddings` and `store`.
+"""
 
 from __future__ import annotations
 

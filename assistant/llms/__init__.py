@@ -1,6 +1,11 @@
 """The answerer registry: a short spec (`local`, `openai:gpt-4o-mini`, ...) -> a llama-index LLM.
 
 SDKs are imported inside the provider that needs them, so `import assistant` stays light.
+
+Package `llms`: this registry, the in-process llama.cpp chat model (`llamacpp`) and every fixed
+text sent to a model or said about its answer (`prompts`: here, not in `answering/`, because the
+local model is warmed with the system prompt and `retrieve.condense` sends a prompt too). It may
+import the stages before it; it uses only the values modules.
 """
 
 from __future__ import annotations

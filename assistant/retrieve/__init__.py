@@ -1,4 +1,10 @@
-"""Retrievers over the store: dense, BM25 and their fusion, with metadata filters, one passage per paper."""
+"""Retrievers over the store: dense, BM25 and their fusion, with metadata filters, one passage per paper.
+
+Package `retrieve`: from a question to ranked passages: the limits every entry point applies
+(`limits`), a follow-up condensed into a stand-alone query (`condense`), dense / BM25 / hybrid
+retrieval with filters (here), the passages' sentences scored against the question (`sentences`)
+and the rerank stage (`rerank`). It may import every stage up to `llms`.
+"""
 
 from __future__ import annotations
 

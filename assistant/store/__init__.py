@@ -1,4 +1,10 @@
-"""The Chroma store: the only module that imports chromadb or touches the store folder."""
+"""The Chroma store: the only module that imports chromadb or touches the store folder.
+
+Package `store`: the Chroma store (here), the wording of its errors (`errors`), what a stored chunk
+records of its paper (`records`), stored papers read back (`papers`) and the BM25 keyword index
+kept beside the vectors (`keyword/`). It may import the values modules, `sources` and `embeddings`
+(a store records its embedding's spec); chromadb is imported only here.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,10 @@
 
 Run time needs onnxruntime and tokenizers only; `python -m assistant.embeddings.gemma build
 --accept-gemma-terms` makes the model (see `embeddings/gemma/build.py`).
+
+Package `embeddings.gemma`: the run time (here), the one-time build (`build`, which imports the
+run time) and `python -m assistant.embeddings.gemma` (`__main__`, which imports both). It may import
+the values modules and the rest of `embeddings`.
 """
 
 from __future__ import annotations
