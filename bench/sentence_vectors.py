@@ -29,10 +29,10 @@ from assistant.config import Settings
 from assistant.embeddings import default_embedding, model_inputs
 from assistant.evaluate import load_cases, retrieval_scores
 from assistant.pipeline import Assistant
-from assistant.retrieve import KeywordRetriever
 from assistant.retrieve.sentences import sentences
 from assistant.schema import Paper
 from assistant.sources import read_papers
+from assistant.store.keyword import KeywordRetriever
 
 ROOT = Path(__file__).resolve().parent.parent
 SCIFACT = Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data")) / "bench" / "scifact"
