@@ -493,7 +493,7 @@ def test_broken_gzip_is_a_clean_error(
 def test_xml_parsers_survive_any_chunking(
     samples: dict[str, list[bytes]], fmt: str, data: st.DataObject
 ) -> None:
-    """What fetch.py does: parse a response body given as bytes, here cut at arbitrary points."""
+    """What ingest/fetch.py does: parse a response body given as bytes, here cut at arbitrary points."""
     raw = data.draw(mutated(samples[fmt], PIECES[fmt]) | STRUCTURED[fmt], label="input")
     cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=4)))
     chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]

@@ -98,7 +98,7 @@ def test_streamed_build_equals_a_plain_build_on_a_real_store(
     asked = queries(store)
     full = 0
     for question in asked:
-        # As retrieval.py asks: llama-index's BM25Retriever with our stemmer and token pattern.
+        # As retrieve/__init__.py asks: llama-index's BM25Retriever with our stemmer and token pattern.
         hits = [
             [
                 (h.node.node_id, h.score)

@@ -1,4 +1,4 @@
-"""The keyword index as an ingest grows it (keyword/grow.py): only what was written is read, in runs
+"""The keyword index as an ingest grows it (store/keyword/grow.py): only what was written is read, in runs
 saved as they are built and merged with the newest saved segments, and it finds what a whole rebuild finds."""
 
 from __future__ import annotations

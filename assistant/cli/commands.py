@@ -53,7 +53,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _search(args: argparse.Namespace) -> dict[str, Any]:
-    # Passed as given: `Assistant` checks them as it checks every other entry point's (limits.py).
+    # Passed as given: `Assistant` checks them as it checks every other entry point's (retrieve/limits.py).
     filters = {
         "categories": args.category or (),
         "since": args.since,

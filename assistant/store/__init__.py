@@ -34,8 +34,8 @@ GENERATION_KEY = "generation"
 # since generation G" (`changed_since`) is a change feed every process can read, on a server too.
 WRITTEN_KEY = "written"
 # What other modules keep in the store's folder beside the database; they own what is inside.
-KEYWORD_FOLDER = "keyword"  # the keyword index (keyword/)
-HARVESTS = "oai_harvests.json"  # where interrupted OAI-PMH harvests left off (fetch.py)
+KEYWORD_FOLDER = "keyword"  # the keyword index (store/keyword/)
+HARVESTS = "oai_harvests.json"  # where interrupted OAI-PMH harvests left off (ingest/fetch.py)
 OLD_KEYWORD = "keyword_index.json"  # the keyword index before it had a folder; replaced on first use
 # Chunks read per page when scanning the whole collection (bounded memory per page). Each Chroma
 # `get` of documents and metadata briefly needs ~25 KB of native memory per chunk, which the

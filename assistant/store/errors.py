@@ -1,6 +1,6 @@
 """How the store's failures read: a Chroma, SQLite or OS error becomes one `StoreError` line.
 
-Kept apart from `store.py`, which owns the store; this only words what went wrong and what to do.
+Kept apart from `store/__init__.py`, which owns the store; this only words what went wrong and what to do.
 """
 
 from __future__ import annotations

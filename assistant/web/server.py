@@ -52,7 +52,7 @@ def _loopback(host: str) -> bool:
 
 
 def _only_our_tools(app: gr.Blocks) -> None:
-    """List and serve only `mcp_tools.TOOLS` over MCP.
+    """List and serve only `mcp.tools.TOOLS` over MCP.
 
     Gradio makes a tool of every public API endpoint; `/chat` is one (for gradio_client), but an
     MCP client would get its dict as a Python repr: `ask` is its MCP form.

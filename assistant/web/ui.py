@@ -78,7 +78,7 @@ class WebChat:
         message: str,
         history: Sequence[Any] | None,
         *,
-        top_k: Any = None,  # anything a client sends: `Assistant` checks it (limits.py)
+        top_k: Any = None,  # anything a client sends: `Assistant` checks it (retrieve/limits.py)
         filters: dict[str, Any] | None = None,
         retriever: str | None = None,
     ) -> Iterator[str | Answer]:
@@ -191,7 +191,7 @@ def _controls(bot: Assistant) -> list[str | gr.components.Component]:
 def build(bot: Assistant, *, mcp: bool = False) -> gr.Blocks:
     """Build the chat page over `bot`: chat and controls on the left, the sources panel on the right.
 
-    With `mcp`, the MCP tools (`mcp_tools.TOOLS`) are API endpoints too, for Gradio's MCP server.
+    With `mcp`, the MCP tools (`mcp.tools.TOOLS`) are API endpoints too, for Gradio's MCP server.
     """
     # Gradio reports usage and checks for updates unless told not to (it reads this when it would).
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
