@@ -1,4 +1,12 @@
-"""arxiv-assistant: cited answers from arXiv abstracts."""
+"""arxiv-assistant: cited answers from arXiv abstracts.
+
+The front door: `answer`, `Assistant`, `Answer`, `Settings`, `AssistantError` (and `Paper`,
+`Passage`). The packages follow the data, and a module imports only its own stage and earlier ones
+(tests/test_layout.py): values (`schema`, `errors`, `config`, `config_sources`, `keys`, `cache`,
+`inert`) -> `sources/` -> `embeddings/` -> `store/` -> `ingest/` -> `llms/` -> `retrieve/` ->
+`answering/` -> `pipeline` -> the front ends (`bibliography`, `mcp/`, `web/`, `evaluate/`,
+`doctor`, `cli/`). This module loads `pipeline` on first use, so `import assistant` stays light.
+"""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ import rispy
 from bibtexparser.middlewares import MergeCoAuthors
 from bibtexparser.model import Entry, Field
 
-from assistant.chunking import paper_from_metadata
 from assistant.schema import Answer, Paper
+from assistant.store.records import paper_from_metadata
 
 FORMATS = ("bibtex", "ris", "markdown")
 ABS_URL = "https://arxiv.org/abs/{}"

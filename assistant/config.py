@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from assistant.config_sources import describe, flatten, put, read_toml, resolve_profile
 from assistant.errors import ConfigError
 
 CONFIG_ENV = "ASSISTANT_CONFIG"
@@ -26,8 +26,6 @@ HOSTED_BUDGET = (400, 1500)
 # Most papers one question may retrieve, wherever it comes from (a flag, the API, the page).
 MAX_TOP_K = 100
 RERANK_KINDS = ("none", "sentences", "llm")
-# Unknown names that look like a secret put inline: refused with a pointer to the safe places.
-_SECRET_NAME = re.compile(r"(^|_)(api_?key|key|token|secret|password)$", re.IGNORECASE)
 
 
 def setting(default: Any, description: str, env: str, **limits: Any) -> Any:
@@ -327,18 +325,18 @@ class Settings(Section):
         profile = config or env.get(CONFIG_ENV)
         if profile:
             path = resolve_profile(profile)
-            for key, value in _flatten(_read_toml(path)).items():
-                _put(data, origin, key, value, str(path))
+            for key, value in flatten(read_toml(path)).items():
+                put(data, origin, key, value, str(path))
         for key, var in env_vars().items():
             if var in env:
-                _put(data, origin, key, env[var], f"${var}")
+                put(data, origin, key, env[var], f"${var}")
         for key, value in (overrides or {}).items():
             if value is not None:
-                _put(data, origin, key, value, "the command line")
+                put(data, origin, key, value, "the command line")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, origin)) from None
+            raise ConfigError(describe(exc, origin)) from None
 
 
 def env_vars() -> dict[str, str]:
@@ -349,65 +347,3 @@ def env_vars() -> dict[str, str]:
         for name, field in model.model_fields.items():  # type: ignore[union-attr]
             out[f"{section}.{name}"] = field.json_schema_extra["env"]  # type: ignore[index]
     return out
-
-
-def resolve_profile(profile: str | Path) -> Path:
-    """Find a profile given as a path or as a name in `./config/` (`fast` -> `config/fast.toml`)."""
-    path = Path(profile)
-    if not path.exists() and path.suffix == "" and len(path.parts) == 1:
-        path = Path("config") / f"{profile}.toml"
-    if not path.is_file():
-        raise ConfigError(
-            f"config profile {str(profile)!r} not found; give a TOML file path or a name in ./config/"
-        )
-    return path
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}; fix the TOML syntax") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc})") from None
-
-
-def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _put(data: dict[str, Any], origin: dict[str, str], dotted: str, value: Any, source: str) -> None:
-    *sections, name = dotted.split(".")
-    node = data
-    for section in sections:
-        child = node.setdefault(section, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{source}: {dotted!r} is inside {section!r}, which is not a table")
-        node = child
-    node[name] = value
-    origin[dotted] = source
-
-
-def _describe(exc: ValidationError, origin: dict[str, str]) -> str:
-    """Say which setting from which source is wrong; never quote the value (it may be a secret)."""
-    errors = exc.errors()
-    secrets = [e for e in errors if e["type"] == "extra_forbidden" and _SECRET_NAME.search(str(e["loc"][-1]))]
-    if secrets:
-        dotted = ".".join(str(part) for part in secrets[0]["loc"])
-        return (
-            f"{origin.get(dotted, 'the settings')}: {dotted!r} would keep an API key in a profile; "
-            "remove it and put the key in a file named by answer.api_key_file (chmod 600) "
-            "or in OPENAI_API_KEY / OPENAI_COMPATIBLE_API_KEY"
-        )
-    error = errors[0]
-    dotted = ".".join(str(part) for part in error["loc"])
-    source = origin.get(dotted, "the settings")
-    if error["type"] == "extra_forbidden":
-        return f"{source}: unknown setting {dotted!r}; see config/default.toml for the valid names"
-    return f"{source}: setting {dotted!r}: {error['msg']}"

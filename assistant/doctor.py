@@ -14,12 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assistant import keyword
 from assistant.config import Settings
 from assistant.embeddings import spec_of, store_id
 from assistant.errors import AssistantError
-from assistant.keyword.files import MANIFEST, Files
-from assistant.store import CHROMA_FILE, MODEL_KEY, SCAN_PAGE, Store, leftovers, writable
+from assistant.store import CHROMA_FILE, MODEL_KEY, SCAN_PAGE, Store, keyword, leftovers, writable
+from assistant.store.keyword.files import MANIFEST, Files
 
 # Chroma tables a store cannot work without.
 TABLES = ("collections", "collection_metadata", "segments", "embeddings", "embedding_metadata")

@@ -8,21 +8,28 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assistant.condense import condense
+from assistant.answering.generation import Clock, stream_answer
 from assistant.config import Settings
 from assistant.embeddings import MiniLMEmbedding, SentenceCache, default_embedding, store_id
 from assistant.embeddings import resolve as resolve_embedding
 from assistant.errors import StoreError
-from assistant.extractive import score_sentences
-from assistant.generation import Clock, stream_answer
 from assistant.ingest import Ingester, bundled_corpus
-from assistant.limits import Search, check_filters, check_history, check_question, check_search, check_top_k
 from assistant.llms import Backend, resolve
-from assistant.papers import paper_vector, stored_paper
-from assistant.rerank import Reranker
-from assistant.retrieval import Filters, Retrieval
+from assistant.retrieve import Filters, Retrieval
+from assistant.retrieve.condense import condense
+from assistant.retrieve.limits import (
+    Search,
+    check_filters,
+    check_history,
+    check_question,
+    check_search,
+    check_top_k,
+)
+from assistant.retrieve.rerank import Reranker
+from assistant.retrieve.sentences import score_sentences
 from assistant.schema import Answer, Paper, Passage
 from assistant.store import Store
+from assistant.store.papers import paper_vector, stored_paper
 
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding

@@ -134,9 +134,9 @@ def run_path(package: Path | None, store: Path, llm: str, questions: Path, out: 
 
 def grammar_cost(store: Path, rounds: int) -> dict[str, float]:
     """Generation speed (tokens/s) and first token of the same prompts with and without the answer grammar."""
-    from assistant.answer_grammar import answer_grammar
+    from assistant.answering.context import build_messages, select_context
+    from assistant.answering.grammar import answer_grammar
     from assistant.config import Settings
-    from assistant.generation import build_messages, select_context
     from assistant.pipeline import Assistant
 
     bot = Assistant(Settings.load(overrides={"store.path": store, "answer.llm": "local"}, env={}))
@@ -144,7 +144,7 @@ def grammar_cost(store: Path, rounds: int) -> dict[str, float]:
     questions = [json.loads(line)["question"] for line in QUESTIONS[1].read_text().splitlines()][:rounds]
     for question in questions:
         passages = bot.retrieve(question)
-        from assistant.extractive import score_sentences
+        from assistant.retrieve.sentences import score_sentences
 
         relevant = score_sentences(question, passages, bot.embed_model).relevant(bot.min_score())
         if not relevant:

@@ -24,14 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from assistant import keyword
 from assistant.config import Settings
 from assistant.evaluate import load_cases, retrieval_scores
 from assistant.ingest import BATCH_PAPERS, Ingester, IngestReport, bundled_corpus
 from assistant.pipeline import Assistant
 from assistant.schema import Paper
 from assistant.sources import read_papers
-from assistant.store import Store
+from assistant.store import Store, keyword
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data"))

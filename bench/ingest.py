@@ -53,9 +53,9 @@ def papers_of(path: Path) -> list:
 
 def run_raw(path: Path) -> dict:
     """Time the encoder alone on the chunk texts our ingest would embed."""
-    from assistant.chunking import Chunker, embed_text
     from assistant.config import ChunkingSettings
     from assistant.embeddings import default_embedding
+    from assistant.ingest.chunking import Chunker, embed_text
 
     papers = papers_of(path)
     chunker = Chunker(ChunkingSettings())

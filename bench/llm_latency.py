@@ -27,12 +27,12 @@ from llama_index.core.chat_engine import CondensePlusContextChatEngine
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from assistant.citations import verify
 from assistant.config import Settings
 from assistant.embeddings import default_embedding
+from assistant.llms.prompts import SYSTEM_PROMPT
 from assistant.pipeline import Assistant, open_store
-from assistant.prompts import SYSTEM_PROMPT
 from assistant.schema import Answer
+from assistant.sources.citations import verify
 
 # Each answer is stated in exactly one bundled abstract.
 QUESTIONS = [

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from assistant.condense import Turn, condense
 from assistant.config import Settings
 from assistant.embeddings import SentenceCache, default_embedding
 from assistant.evaluate import load_cases, retrieval_scores
-from assistant.extractive import relevant_sentences
 from assistant.pipeline import Assistant
+from assistant.retrieve.condense import Turn, condense
+from assistant.retrieve.sentences import relevant_sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 SCIFACT = Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data")) / "bench" / "scifact"

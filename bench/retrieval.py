@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from assistant import keyword
 from assistant.config import Settings
 from assistant.embeddings import resolve
 from assistant.evaluate import Case, evaluate_retrieval, load_cases
@@ -48,6 +47,7 @@ from assistant.ingest import BATCH_PAPERS, Ingester, IngestReport, bundled_corpu
 from assistant.pipeline import Assistant, open_store
 from assistant.schema import Paper
 from assistant.sources import read_papers
+from assistant.store import keyword
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data"))

@@ -28,11 +28,11 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from assistant.config import Settings
 from assistant.embeddings import default_embedding, model_inputs
 from assistant.evaluate import load_cases, retrieval_scores
-from assistant.extractive import sentences
 from assistant.pipeline import Assistant
-from assistant.retrieval import KeywordRetriever
+from assistant.retrieve.sentences import sentences
 from assistant.schema import Paper
 from assistant.sources import read_papers
+from assistant.store.keyword import KeywordRetriever
 
 ROOT = Path(__file__).resolve().parent.parent
 SCIFACT = Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data")) / "bench" / "scifact"

@@ -9,7 +9,7 @@ import pytest
 
 from assistant import Answer, Assistant, answer
 from assistant.errors import InputError
-from assistant.prompts import NOT_FOUND
+from assistant.llms.prompts import NOT_FOUND
 from tests.helpers.settings import make_settings
 
 PARAPHRASES = [

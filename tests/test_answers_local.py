@@ -10,7 +10,7 @@ import pytest
 from assistant import Answer, Assistant
 from assistant.embeddings import MiniLMEmbedding
 from assistant.llms.llamacpp import bundled_installed, bundled_model_path
-from assistant.prompts import NOT_FOUND
+from assistant.llms.prompts import NOT_FOUND
 from tests.helpers.llama_servers import llama_chat_server
 from tests.helpers.settings import make_settings
 

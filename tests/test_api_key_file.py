@@ -14,7 +14,8 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from assistant.cli import main
 from assistant.config import AnswerSettings, Settings
 from assistant.errors import ConfigError, LLMError
-from assistant.llms import COMPATIBLE_KEY_ENV, resolve
+from assistant.keys import COMPATIBLE_KEY_ENV
+from assistant.llms import resolve
 from bench.servers import FakeOpenAI, fake_openai
 from tests.helpers.cli import run
 from tests.helpers.servers import Scripted, stub_server

@@ -1,4 +1,4 @@
-from assistant.citations import parse_citations, verify
+from assistant.sources.citations import parse_citations, verify
 
 
 def test_parse_in_order_of_first_appearance() -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from assistant.embeddings import MiniLMEmbedding
 from assistant.errors import InputError
-from assistant.eval_report import markdown, write
 from assistant.evaluate import evaluate, load_cases, retrieval_scores
+from assistant.evaluate.report import markdown, write
 from assistant.pipeline import Assistant
 from tests.helpers.cli import run
 from tests.helpers.fake_llm import fake_backend

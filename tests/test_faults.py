@@ -278,7 +278,7 @@ def test_disk_full_during_ingest(
 KEYWORD_CHILD = """
 import resource, sys
 from assistant import cli
-from assistant.keyword import segments
+from assistant.store.keyword import segments
 build = segments.build_pages
 def build_then_no_room(pages, **kwargs):
     bm25 = build(pages, **kwargs)

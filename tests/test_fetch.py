@@ -15,13 +15,14 @@ import pytest
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.embeddings import MockEmbedding
 
-from assistant import cli, keyword
+from assistant import cli
 from assistant.config import Settings
 from assistant.embeddings import MiniLMEmbedding
 from assistant.errors import FetchError, InputError
-from assistant.fetch import Client, HarvestState, LiveRequest, OaiHarvest, fetch, retry_after
 from assistant.ingest import Ingester, IngestReport
+from assistant.ingest.fetch import Client, HarvestState, LiveRequest, OaiHarvest, fetch, retry_after
 from assistant.pipeline import open_store
+from assistant.store import keyword
 from tests.helpers.cli import run
 from tests.helpers.formats import OAI_FILE, error_feed
 from tests.helpers.settings import make_settings

@@ -27,15 +27,15 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from llama_index.core.schema import TextNode
 
-from assistant.chunking import Chunker, embed_text
-from assistant.citations import parse_citations, verify
 from assistant.config import ChunkingSettings
 from assistant.embeddings import load_tokenizer
 from assistant.errors import AssistantError
 from assistant.ingest import bundled_corpus
+from assistant.ingest.chunking import Chunker, embed_text
 from assistant.schema import BadRecord, Paper
 from assistant.sources import FORMATS, read_papers
 from assistant.sources.atom import parse_atom, read_atom
+from assistant.sources.citations import parse_citations, verify
 from assistant.sources.ids import normalize_id
 from assistant.sources.kaggle import read_kaggle
 from assistant.sources.oai import parse_oai, read_oai
@@ -493,7 +493,7 @@ def test_broken_gzip_is_a_clean_error(
 def test_xml_parsers_survive_any_chunking(
     samples: dict[str, list[bytes]], fmt: str, data: st.DataObject
 ) -> None:
-    """What fetch.py does: parse a response body given as bytes, here cut at arbitrary points."""
+    """What ingest/fetch.py does: parse a response body given as bytes, here cut at arbitrary points."""
     raw = data.draw(mutated(samples[fmt], PIECES[fmt]) | STRUCTURED[fmt], label="input")
     cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=4)))
     chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]

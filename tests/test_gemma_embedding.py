@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.chunking import Chunker, embed_text
 from assistant.config import Settings
 from assistant.embeddings.gemma import BUILD_COMMAND, MODEL_ID, GemmaEmbedding, model_dir
-from assistant.embeddings.gemma_build import (
+from assistant.embeddings.gemma.build import (
     CHUNK_MEMBER,
     EXTRACTED,
     MODULES,
@@ -38,6 +37,7 @@ from assistant.embeddings.gemma_build import (
 from assistant.errors import AssistantError
 from assistant.evaluate import load_cases
 from assistant.ingest import Ingester, IngestReport, bundled_corpus
+from assistant.ingest.chunking import Chunker, embed_text
 from assistant.pipeline import Assistant
 from assistant.schema import Paper
 from assistant.sources import read_papers

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from assistant import Answer, Assistant
-from assistant.answer_grammar import answer_grammar
+from assistant.answering.grammar import answer_grammar
+from assistant.answering.stream import SentenceStream
+from assistant.answering.support import restates, unmentioned_names
 from assistant.embeddings import MiniLMEmbedding
-from assistant.prompts import HOSTED_SYSTEM_PROMPT, NOT_FOUND, SYSTEM_PROMPT
-from assistant.sentence_stream import SentenceStream
-from assistant.support import restates, unmentioned_names
+from assistant.llms.prompts import HOSTED_SYSTEM_PROMPT, NOT_FOUND, SYSTEM_PROMPT
 from tests.helpers.fake_llm import fake_backend
 from tests.helpers.settings import make_settings
 

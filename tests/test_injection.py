@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from assistant import Answer, Assistant
+from assistant.answering.generation import repeats_instructions
 from assistant.embeddings import MiniLMEmbedding
-from assistant.generation import repeats_instructions
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.llms.llamacpp import bundled_installed
+from assistant.llms.prompts import HOSTED_SYSTEM_PROMPT, PASSAGES_CLOSE, PASSAGES_OPEN, SYSTEM_PROMPT
 from assistant.pipeline import open_store
-from assistant.prompts import HOSTED_SYSTEM_PROMPT, PASSAGES_CLOSE, PASSAGES_OPEN, SYSTEM_PROMPT
-from assistant.render import sources_html
+from assistant.web.render import sources_html
 from tests.helpers.fake_llm import QueuedLLM, fake_backend
 from tests.helpers.settings import make_settings
 

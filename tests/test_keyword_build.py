@@ -10,13 +10,12 @@ import bm25s
 import numpy as np
 import pytest
 
-from assistant import keyword
 from assistant import store as store_module
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import Ingester, bundled_corpus
-from assistant.keyword.segments import Segment
 from assistant.pipeline import open_store
-from assistant.store import Store
+from assistant.store import Store, keyword
+from assistant.store.keyword.segments import Segment
 from tests.helpers.settings import make_settings
 
 TOP_K = 10
@@ -99,7 +98,7 @@ def test_streamed_build_equals_a_plain_build_on_a_real_store(
     asked = queries(store)
     full = 0
     for question in asked:
-        # As retrieval.py asks: llama-index's BM25Retriever with our stemmer and token pattern.
+        # As retrieve/__init__.py asks: llama-index's BM25Retriever with our stemmer and token pattern.
         hits = [
             [
                 (h.node.node_id, h.score)

@@ -1,4 +1,4 @@
-"""The keyword index as an ingest grows it (keyword/grow.py): only what was written is read, in runs
+"""The keyword index as an ingest grows it (store/keyword/grow.py): only what was written is read, in runs
 saved as they are built and merged with the newest saved segments, and it finds what a whole rebuild finds."""
 
 from __future__ import annotations
@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from assistant import ingest, keyword
+from assistant import ingest
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import Ingester, IngestReport
-from assistant.keyword import grow, live
-from assistant.keyword.files import Files
 from assistant.pipeline import open_store
 from assistant.sources import read_papers
+from assistant.store import keyword
+from assistant.store.keyword import grow, live
+from assistant.store.keyword.files import Files
 from tests.helpers.records import papers_file
 from tests.helpers.settings import make_settings
 

@@ -16,7 +16,7 @@ from assistant.config import Settings
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import Ingester, IngestReport
 from assistant.pipeline import open_store
-from assistant.retrieval import Retrieval
+from assistant.retrieve import Retrieval
 from assistant.schema import Paper
 from assistant.sources import read_papers
 from assistant.store import Store
@@ -82,7 +82,7 @@ def test_a_question_after_a_write_indexes_only_what_changed(
 def test_a_new_segment_scores_as_the_whole_index_would(
     setup: tuple[Settings, Ingester, Retrieval], tmp_path: Path
 ) -> None:
-    from assistant import keyword
+    from assistant.store import keyword
 
     _, ingester, retrieval = setup
     write(ingester, tmp_path, first=PAPERS, count=2)
@@ -101,7 +101,7 @@ def test_a_new_segment_scores_as_the_whole_index_would(
 def test_questions_do_not_wait_for_a_merge(
     setup: tuple[Settings, Ingester, Retrieval], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from assistant.keyword import live  # (imported here: the first test runs on any version)
+    from assistant.store.keyword import live  # (imported here: the first test runs on any version)
 
     _, ingester, retrieval = setup
     release = threading.Event()

@@ -10,14 +10,15 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from assistant import Answer, Assistant
+from assistant.answering.context import approx_tokens
+from assistant.answering.generation import uncited_claims
 from assistant.cli import main
 from assistant.config import AnswerSettings
 from assistant.embeddings import MiniLMEmbedding
 from assistant.errors import ConfigError, LLMError
-from assistant.generation import approx_tokens, uncited_claims
 from assistant.llms import VALID_FORMS, Backend, resolve
 from assistant.llms.llamacpp import LlamaCppChat, bundled_installed, llama_cpp_installed
-from assistant.prompts import HOSTED_SYSTEM_PROMPT, NOT_FOUND, SYSTEM_PROMPT
+from assistant.llms.prompts import HOSTED_SYSTEM_PROMPT, NOT_FOUND, SYSTEM_PROMPT
 from bench.servers import free_port
 from tests.helpers.fake_llm import QueuedLLM, fake_backend
 from tests.helpers.models import QUESTION, RIGHT, smollm2_path

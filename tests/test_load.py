@@ -23,7 +23,7 @@ FAKE_DELAY = 0.02  # between the fake model's words: ~0.3 s a reply, time to ove
 
 
 def test_every_answering_event_shares_the_configured_limit(seed_store: Path, embed: MiniLMEmbedding) -> None:
-    from assistant.ui import ANSWERING, build
+    from assistant.web.ui import ANSWERING, build
 
     app = build(Assistant(make_settings(seed_store, **{"serve.concurrency": 3}), embed_model=embed))
     limited = [fn for fn in app.fns.values() if fn.concurrency_limit != "default"]

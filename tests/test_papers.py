@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from assistant.chunking import Chunker
 from assistant.config import Settings
 from assistant.embeddings import MiniLMEmbedding
 from assistant.errors import InputError
 from assistant.ingest import Ingester, bundled_corpus
-from assistant.papers import join_chunks
+from assistant.ingest.chunking import Chunker
 from assistant.pipeline import Assistant, open_store
 from assistant.schema import Paper
 from assistant.sources import read_papers
+from assistant.store.papers import join_chunks
 from tests.helpers.cli import cli
 from tests.helpers.settings import make_settings
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.chunking import Chunker
 from assistant.config import Settings
 from assistant.embeddings import MODEL_ID, MiniLMEmbedding
 from assistant.ingest import Ingester
+from assistant.ingest.chunking import Chunker
 from assistant.pipeline import open_store
 from assistant.schema import Paper
 from assistant.sources import read_papers
@@ -215,7 +215,7 @@ def contents(settings: Settings) -> list[tuple[Any, ...]]:
 def test_a_local_ray_ingest_stores_what_a_single_process_one_does(
     tmp_path: Path, embed: MiniLMEmbedding
 ) -> None:
-    from assistant.ray_ingest import RayIngester
+    from assistant.ingest.ray import RayIngester
 
     records = [paper_record(n) for n in range(40)]
     records.insert(10, records[9] | {"title": "A repeat in the same batch: the later one wins"})
@@ -268,7 +268,7 @@ def test_a_wrong_address_is_one_line_and_makes_no_store(tmp_path: Path) -> None:
 
 def test_a_failing_worker_is_named_in_one_line() -> None:
     from assistant.errors import AssistantError
-    from assistant.ray_ingest import worker_error
+    from assistant.ingest.ray import worker_error
 
     inner = AssistantError("the embedding model package is missing: run `pip install ...`")
     outer = RuntimeError("ray.exceptions.RayTaskError(AssistantError): long trace\nmore")

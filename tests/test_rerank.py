@@ -14,7 +14,7 @@ from assistant.embeddings import MiniLMEmbedding, SentenceCache
 from assistant.errors import ConfigError
 from assistant.llms import Backend
 from assistant.pipeline import Assistant
-from assistant.rerank import Reranker
+from assistant.retrieve.rerank import Reranker
 from assistant.schema import Passage
 from tests.helpers.fake_llm import fake_backend
 from tests.helpers.settings import make_settings

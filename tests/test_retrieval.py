@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from assistant import config, keyword
-from assistant.condense import condense, turns
+from assistant import config
 from assistant.embeddings import MiniLMEmbedding
 from assistant.errors import InputError
 from assistant.ingest import Ingester
+from assistant.llms.prompts import NOT_FOUND
 from assistant.pipeline import Assistant, open_store
-from assistant.prompts import NOT_FOUND
-from assistant.retrieval import RETRIEVERS, Filters
+from assistant.retrieve import RETRIEVERS, Filters
+from assistant.retrieve.condense import condense, turns
+from assistant.store import keyword
 from tests.helpers.settings import make_settings
 
 

@@ -17,7 +17,7 @@ import pytest
 from assistant import Assistant
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import bundled_corpus
-from assistant.render import reply_markdown
+from assistant.web.render import reply_markdown
 from bench.servers import free_port
 from tests.helpers.cli import run
 from tests.helpers.fake_llm import fake_backend
@@ -206,7 +206,7 @@ def hostile_chat(seed_store: Path, embed: MiniLMEmbedding, monkeypatch: pytest.M
     if not CHROMIUM.exists():
         pytest.skip("needs /usr/bin/chromium: apt-get install -y chromium (make test does it)")
     pytest.importorskip("playwright.sync_api")
-    from assistant.ui import build
+    from assistant.web.ui import build
 
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     backend, _ = fake_backend(HOSTILE_REPLY)
@@ -338,11 +338,11 @@ class FakeApp:
 @pytest.fixture
 def no_server(monkeypatch: pytest.MonkeyPatch) -> type[FakeApp]:
     """Make `serve` build nothing and launch a recorder, so a broken rule fails instead of serving."""
-    import assistant.ui
+    import assistant.web.server
 
     FakeApp.launched = {}
-    monkeypatch.setattr(assistant.ui, "Assistant", lambda settings: None)
-    monkeypatch.setattr(assistant.ui, "build", lambda bot, **_: FakeApp())
+    monkeypatch.setattr(assistant.web.server, "Assistant", lambda settings: None)
+    monkeypatch.setattr(assistant.web.server, "build", lambda bot, **_: FakeApp())
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # must not widen what --host says
     monkeypatch.setenv("GRADIO_SHARE", "True")
     return FakeApp

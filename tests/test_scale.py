@@ -17,16 +17,16 @@ import numpy as np
 import onnx
 import pytest
 
-from assistant import keyword
-from assistant.chunking import Chunker
 from assistant.cli import main
 from assistant.config import ChunkingSettings
 from assistant.embeddings import MiniLMEmbedding, bundled_texts, fast_model_path, model_inputs, model_path
 from assistant.embeddings.onnx_optimize import optimized_path
 from assistant.ingest import Ingester, bundled_corpus, count_records
+from assistant.ingest.chunking import Chunker
 from assistant.pipeline import Assistant, open_store
 from assistant.schema import Paper
 from assistant.sources import read_papers
+from assistant.store import keyword
 from tests.helpers.records import papers_file
 from tests.helpers.settings import ROOT, make_settings
 

@@ -17,10 +17,10 @@ import pytest
 
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import Ingester, bundled_corpus
+from assistant.llms.prompts import NOT_FOUND
 from assistant.pipeline import Assistant, open_store
-from assistant.prompts import NOT_FOUND
-from assistant.render import escape_markdown, plain_text, reply_markdown, sources_html
 from assistant.schema import Answer, Paper, Passage
+from assistant.web.render import escape_markdown, plain_text, reply_markdown, sources_html
 from bench.servers import free_port, running
 from tests.helpers.fake_llm import fake_backend
 from tests.helpers.settings import ROOT, make_settings
@@ -94,7 +94,7 @@ def test_sources_panel_escapes_and_shows_every_notice() -> None:
 
 
 def test_transcript_links_citations_and_lists_references_once() -> None:
-    from assistant.transcript import chat_markdown
+    from assistant.web.transcript import chat_markdown
 
     titled = Paper("2005.04118", "x", "Beyond Accuracy", ("Marco Tulio Ribeiro",), ("cs.CL",), "2020-05-08")
     messages = [
@@ -124,7 +124,7 @@ def test_refuses_other_hosts_without_a_password(capsys: pytest.CaptureFixture[st
     assert main(["serve", "--host", "0.0.0.0", "--auth", "nopassword"]) == 1
     assert "USER:PASSWORD" in capsys.readouterr().err
 
-    from assistant.ui import check_exposure
+    from assistant.web.server import check_exposure
 
     assert check_exposure("localhost", None, False) is None
     assert check_exposure("::1", None, False) is None
@@ -133,7 +133,7 @@ def test_refuses_other_hosts_without_a_password(capsys: pytest.CaptureFixture[st
 
 
 def test_reply_streams_then_links_only_verified_citations(seed_store: Path, embed: MiniLMEmbedding) -> None:
-    from assistant.ui import WebChat
+    from assistant.web.ui import WebChat
 
     backend, llm = fake_backend(
         "How does AdaScale SGD scale?",  # the follow-up made stand-alone

@@ -3,6 +3,11 @@
 The spec picks the model that embeds the store and the questions; the bundled MiniLM also
 scores sentences in the answer stage, whatever the store uses (the relevance thresholds are
 MiniLM cosines). Hosted clients are imported inside the provider that needs them.
+
+Package `embeddings`: this registry, the bundled MiniLM (`minilm`, made fast once by
+`onnx_optimize` with `onnx_graph`), sentence encoding with its cache (`sentences`), the served
+clients (`hosted`) and the opt-in EmbeddingGemma (`gemma/`). It may import the values modules and
+`sources`; the embedding SDKs are imported only here.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from assistant.config import EmbeddingSettings, Settings
 from assistant.embeddings import hosted
+from assistant.embeddings.gemma import MODEL_ID as GEMMA_ID
+from assistant.embeddings.gemma import GemmaEmbedding
 from assistant.embeddings.minilm import (
     DIMENSION,
     MAX_TOKENS,
@@ -34,6 +41,7 @@ from assistant.embeddings.minilm import (
 )
 from assistant.embeddings.sentences import SentenceCache, TextEncoder
 from assistant.errors import EmbeddingError
+from assistant.keys import COMPATIBLE_KEY_ENV, OPENAI_KEY_ENV, describe_failure, hosted_key
 
 __all__ = [
     "DIMENSION",
@@ -61,7 +69,6 @@ __all__ = [
 
 BUNDLED = "minilm"
 GEMMA = "embeddinggemma"
-GEMMA_ID = "embeddinggemma-300m-int8"  # what its stores record (assistant.embeddings.gemma.MODEL_ID)
 VALID_FORMS = (
     BUNDLED,
     GEMMA,
@@ -102,19 +109,13 @@ class EmbeddingChoice:
 
 # Models that run offline in this process: spec -> (the id their stores record, builder). MiniLM
 # stores have always recorded its model id; an opt-in model (e.g. `embeddinggemma`) is one more
-# entry whose builder imports its module lazily.
+# entry (its module loads no model until the builder runs).
 OFFLINE: dict[str, tuple[str, Callable[[EmbeddingSettings], BaseEmbedding]]] = {
     BUNDLED: (MODEL_ID, lambda s: default_embedding(s.threads, s.batch_tokens)),
     # Opt-in: built once by `python -m assistant.embeddings.gemma build` (README "A stronger offline
     # embedding"); a missing build is one line naming that command.
-    GEMMA: (GEMMA_ID, lambda s: _gemma(s)),
+    GEMMA: (GEMMA_ID, lambda s: GemmaEmbedding(threads=s.threads)),
 }
-
-
-def _gemma(settings: EmbeddingSettings) -> BaseEmbedding:
-    from assistant.embeddings.gemma import GemmaEmbedding
-
-    return GemmaEmbedding(threads=settings.threads)
 
 
 def _parse(spec: str) -> tuple[str, str]:
@@ -147,9 +148,6 @@ def spec_of(recorded: str) -> str:
 
 def resolve(settings: Settings, env: Mapping[str, str] | None = None) -> EmbeddingChoice:
     """Turn `embedding.model` into a choice, failing early with a line that says what to fix."""
-    # Imported here, not at the top: llms imports more, and only served embeddings need its key rules.
-    from assistant.llms import COMPATIBLE_KEY_ENV, OPENAI_KEY_ENV, Backend, _hosted_key
-
     env = os.environ if env is None else env
     emb = settings.embedding
     spec = emb.model.strip()
@@ -161,7 +159,7 @@ def resolve(settings: Settings, env: Mapping[str, str] | None = None) -> Embeddi
         raise EmbeddingError(f"embedding {spec} needs llama-index's client for it: run {INSTALL_HOSTED}")
     key = ""
     if kind == "openai":
-        key = _hosted_key(settings.answer, env, OPENAI_KEY_ENV)
+        key = hosted_key(settings.answer, env, OPENAI_KEY_ENV)
         if not key:
             raise EmbeddingError(
                 f"embedding {spec} needs an API key: set {OPENAI_KEY_ENV} or answer.api_key_file"
@@ -169,7 +167,7 @@ def resolve(settings: Settings, env: Mapping[str, str] | None = None) -> Embeddi
         build, where = partial(hosted.openai, arg, key, emb.timeout), "the OpenAI API"
     elif kind == "openai-compatible":
         # Never the user's OpenAI key: a third-party server gets only its own.
-        key = _hosted_key(settings.answer, env, COMPATIBLE_KEY_ENV)
+        key = hosted_key(settings.answer, env, COMPATIBLE_KEY_ENV)
         model, _, url = arg.partition("@")
         where = f"the embedding server at {url}"
         build = partial(hosted.openai_compatible, model, url, key, emb.timeout)
@@ -179,5 +177,5 @@ def resolve(settings: Settings, env: Mapping[str, str] | None = None) -> Embeddi
     else:
         build, where = partial(hosted.tei, arg.rstrip("/"), emb.timeout), f"the embedding server at {arg}"
     # The answerers' redaction: no key, and nothing that looks like one, in a message.
-    redact = Backend(spec, secret=key or None).describe_failure
+    redact = partial(describe_failure, secret=key or None)
     return EmbeddingChoice(spec, spec, lambda: hosted.RemoteEmbedding(spec, build(), where, redact))

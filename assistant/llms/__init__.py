@@ -1,6 +1,11 @@
 """The answerer registry: a short spec (`local`, `openai:gpt-4o-mini`, ...) -> a llama-index LLM.
 
 SDKs are imported inside the provider that needs them, so `import assistant` stays light.
+
+Package `llms`: this registry, the in-process llama.cpp chat model (`llamacpp`) and every fixed
+text sent to a model or said about its answer (`prompts`: here, not in `answering/`, because the
+local model is warmed with the system prompt and `retrieve.condense` sends a prompt too). It may
+import the stages before it; it uses only the values modules.
 """
 
 from __future__ import annotations
@@ -8,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import sys
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.config import AnswerSettings
 from assistant.errors import ConfigError, LLMError
+from assistant.keys import COMPATIBLE_KEY_ENV, OPENAI_KEY_ENV, describe_failure, hosted_key
 from assistant.llms.llamacpp import (
     BUNDLED_NAME,
     INSTALL_LOCAL,
@@ -24,7 +29,7 @@ from assistant.llms.llamacpp import (
     bundled_model_path,
     llama_cpp_installed,
 )
-from assistant.prompts import SYSTEM_PROMPT
+from assistant.llms.prompts import SYSTEM_PROMPT
 
 if TYPE_CHECKING:
     from llama_index.core.base.llms.types import ChatMessage
@@ -40,14 +45,7 @@ VALID_FORMS = (
     "ollama:MODEL",
 )
 INSTALL_HOSTED = "pip install -e '.[hosted]'"
-OPENAI_KEY_ENV = "OPENAI_API_KEY"
-# Read only by `openai-compatible:`: the user's OpenAI key must never reach a third-party server.
-COMPATIBLE_KEY_ENV = "OPENAI_COMPATIBLE_API_KEY"
-KEY_FILE_SETTING = "answer.api_key_file ($ASSISTANT_API_KEY_FILE)"
 _COMPATIBLE = re.compile(r"(?P<model>[^@\s]+)@(?P<url>https?://\S+)")
-_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{3})[A-Za-z0-9_\-*]+")
-# Key files already warned about in this process: like ssh, say it once, not per question.
-_WARNED: set[Path] = set()
 
 
 @dataclass
@@ -100,11 +98,7 @@ class Backend:
 
     def describe_failure(self, exc: BaseException) -> str:
         """Say in one line, with no secret in it, why a call failed."""
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
-        if self.secret:
-            reason = reason.replace(self.secret, "***")
-        return _KEY_LIKE.sub(r"\1***", reason)[:200]
+        return describe_failure(exc, self.secret)
 
 
 def resolve(settings: AnswerSettings, env: Mapping[str, str] | None = None) -> Backend:
@@ -128,7 +122,7 @@ def resolve(settings: AnswerSettings, env: Mapping[str, str] | None = None) -> B
             raise LLMError(f"llamacpp: needs llama-cpp-python: run {INSTALL_LOCAL}")
         return Backend(f"llamacpp:{path.name}", lambda: _llamacpp(path, settings))
     if kind == "openai" and arg:
-        key = _hosted_key(settings, env, OPENAI_KEY_ENV)
+        key = hosted_key(settings, env, OPENAI_KEY_ENV)
         if not key:
             raise LLMError(
                 f"{spec} needs an API key: set {OPENAI_KEY_ENV} or answer.api_key_file (or use --llm local)"
@@ -136,7 +130,7 @@ def resolve(settings: AnswerSettings, env: Mapping[str, str] | None = None) -> B
         _need("llama_index.llms.openai", spec)
         return Backend(spec, lambda: _openai(arg, key, settings), hosted=True, secret=key)
     if kind == "openai-compatible" and (match := _COMPATIBLE.fullmatch(arg)):
-        key = _hosted_key(settings, env, COMPATIBLE_KEY_ENV)
+        key = hosted_key(settings, env, COMPATIBLE_KEY_ENV)
         _need("llama_index.llms.openai_like", spec)
         model, url = match["model"], match["url"]
         return Backend(
@@ -151,51 +145,9 @@ def resolve(settings: AnswerSettings, env: Mapping[str, str] | None = None) -> B
 def _auto_choice(settings: AnswerSettings, env: Mapping[str, str]) -> str:
     """Pick a configured hosted model, else the bundled local one if installed, else extractive."""
     hosted = settings.hosted.strip()
-    if hosted and (not hosted.startswith("openai:") or _hosted_key(settings, env, OPENAI_KEY_ENV)):
+    if hosted and (not hosted.startswith("openai:") or hosted_key(settings, env, OPENAI_KEY_ENV)):
         return hosted
     return "local" if bundled_installed() else "extractive"
-
-
-def _hosted_key(settings: AnswerSettings, env: Mapping[str, str], var: str) -> str:
-    """Return a hosted backend's API key: `$var` when set, else answer.api_key_file's content, else ""."""
-    key = env.get(var, "").strip()
-    if key or not settings.api_key_file.strip():
-        return key
-    return _read_key_file(settings.api_key_file)
-
-
-def _read_key_file(value: str) -> str:
-    """Return the API key held by the file `value` names; never put the key in a message."""
-    path = Path(value.strip()).expanduser()
-    # Masked in case the key itself was given as the path.
-    shown = _KEY_LIKE.sub(r"\1***", repr(str(path)))
-    fix = f"put only the key in it (and chmod 600 it), or unset {KEY_FILE_SETTING}"
-    try:
-        mode = path.stat().st_mode
-        key = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise LLMError(
-            f"{KEY_FILE_SETTING}: cannot read the API key file {shown} ({reason}); {fix}"
-        ) from None
-    except UnicodeDecodeError:  # its message would quote a byte of the key
-        raise LLMError(f"{KEY_FILE_SETTING}: the API key file {shown} is not UTF-8 text; {fix}") from None
-    if not key:
-        raise LLMError(f"{KEY_FILE_SETTING}: the API key file {shown} is empty; {fix}")
-    if any(c.isspace() or not c.isprintable() for c in key):
-        # A header with a newline fails in the HTTP client with an error that quotes the header.
-        raise LLMError(
-            f"{KEY_FILE_SETTING}: the API key file {shown} holds more than the key "
-            f"(spaces, lines or control characters); {fix}"
-        )
-    if mode & 0o077 and path not in _WARNED:
-        _WARNED.add(path)
-        print(
-            f"assistant: warning: permissions {mode & 0o777:04o} for the API key file {repr(str(path))} "
-            f"are too open (group or others have access); run chmod 600 {repr(str(path))}",
-            file=sys.stderr,
-        )
-    return key
 
 
 def _need(module: str, spec: str) -> None:

@@ -1,4 +1,10 @@
-"""Readers, one per input format, each yielding `Paper`s and `BadRecord`s; format detection."""
+"""Readers, one per input format, each yielding `Paper`s and `BadRecord`s; format detection.
+
+Package `sources`: everything that turns input into `Paper`s: one reader per format (seed listing,
+Kaggle JSON lines, arXiv Atom, OAI-PMH), the streaming text and XML helpers, arXiv ids (`ids`) and
+the `[arXiv:ID]` citation markers written in text (`citations`). It may import only the values
+modules (`schema`, `errors`).
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,40 @@
+"""GBNF grammars that hold a local model's reply to the answer's shape: cited sentences or the refusal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from assistant.llms.prompts import NOT_FOUND
+
+# A sentence's body: no line breaks, brackets only as markers (a paper may be named mid-sentence: "Set
+# Distribution Networks [arXiv:ID] learn ..."), and a full stop only inside a token ("1.5x", "e.g"). The
+# sentence ends at its markers, its full stop before or after them: "... SWA. [arXiv:ID]" is how the model
+# likes to write it, and forbidding that made it write "._more text" instead.
+_BODY = r'body ::= ( [^.?!\[\]\n] | "." [^ \n\[\]] | cite " " )*'
+_START = r"""start ::= [A-Z0-9"'(]"""
+# At most three markers: a model allowed to repeat its marker without end did (30 times, seen).
+_CITES = "cites ::= cite (cite cite?)?"
+
+
+def answer_grammar(ids: Sequence[str], *, refusal: bool, max_sentences: int = 3) -> str:
+    """Return a GBNF grammar for 1..`max_sentences` sentences each ending in `[arXiv:ID]` markers of `ids`.
+
+    With `refusal`, the reply may instead be exactly the refusal text.
+    """
+    if not ids:
+        raise ValueError("a grammar needs at least one id to cite")
+    alternatives = " | ".join(json.dumps(i) for i in dict.fromkeys(ids))
+    more = ' (" " sentence)?' * (max_sentences - 1)
+    rules = [
+        f"root ::= {'refusal | ' if refusal else ''}answer",
+        f"refusal ::= {json.dumps(NOT_FOUND)}",
+        f"answer ::= sentence{more}",
+        'sentence ::= start body ("." cites | cites ".")',
+        _CITES,
+        'cite ::= " [arXiv:" id "]"',
+        f"id ::= {alternatives}",
+        _START,
+        _BODY,
+    ]
+    return "\n".join(rules) + "\n"

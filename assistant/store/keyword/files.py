@@ -1,0 +1,124 @@
+"""The keyword index's files in the store's folder: one folder per segment, a manifest naming them, a lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import StoreError
+from assistant.store import KEYWORD_FOLDER, OLD_KEYWORD
+from assistant.store import errors as store_errors
+from assistant.store.keyword.segments import Segment
+
+MANIFEST = "manifest.json"
+LOCK = "lock"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Which segments make the index, and what they cover."""
+
+    collection: str  # the store's identity: an index left from another store is not this one's
+    generation: int  # every chunk written up to this value of the store's change counter is indexed
+    segments: tuple[str, ...]  # folder names, oldest first (a newer segment's chunk wins)
+
+
+class Files:
+    """The keyword index's folder inside one store's folder."""
+
+    def __init__(self, store_folder: Path) -> None:
+        self.store_folder = Path(store_folder)
+        self.folder = self.store_folder / KEYWORD_FOLDER
+
+    def read(self) -> Manifest | None:
+        """Return the manifest, or None if there is none or it cannot be read (then the index is rebuilt)."""
+        try:
+            data = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))
+            manifest = Manifest(str(data["collection"]), int(data["generation"]), tuple(data["segments"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return manifest if all(isinstance(name, str) for name in manifest.segments) else None
+
+    def load(self, name: str) -> Segment | None:
+        """Load one segment; None if its files are missing or damaged."""
+        import bm25s
+
+        try:
+            bm25 = bm25s.BM25.load(str(self.folder / name), load_corpus=True, show_progress=False)
+            segment = Segment(bm25, name, saved=True)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, IndexError):
+            return None
+        return segment if len(segment.ids) == segment.n_docs else None
+
+    def save_segments(self, segments: list[Segment]) -> list[Path]:
+        """Write the segments not saved yet (before a manifest names them); return their folders.
+
+        Raises `StoreError` if they cannot be written.
+        """
+        written: list[Path] = []
+        try:
+            self.folder.mkdir(exist_ok=True)
+            for segment in segments:
+                if not segment.saved:
+                    written.append(self.folder / segment.name)
+                    segment.bm25.save(str(written[-1]), corpus=segment.bm25.corpus, show_progress=False)
+        except OSError as exc:
+            for path in written:  # half written: the manifest does not name them
+                shutil.rmtree(path, ignore_errors=True)
+            raise self._unsaved(exc) from None
+        for segment in segments:
+            segment.saved = True
+        return written
+
+    def _unsaved(self, exc: OSError) -> StoreError:
+        todo = store_errors.file_todo(exc, str(self.store_folder))
+        return StoreError(f"{self.folder}: cannot save the keyword index ({exc.strerror or exc}); {todo}")
+
+    def save(self, manifest: Manifest, segments: list[Segment]) -> None:
+        """Write the new segments, then the manifest (atomically), then drop what it no longer names."""
+        written = self.save_segments(segments)
+        tmp = self.folder / f"{MANIFEST}.tmp-{os.getpid()}"
+        try:
+            tmp.write_text(json.dumps(asdict(manifest)), encoding="utf-8")
+            os.replace(tmp, self.folder / MANIFEST)
+        except OSError as exc:
+            # The old manifest still names the old, whole segments; drop what was written for the new.
+            for path in written:
+                shutil.rmtree(path, ignore_errors=True)
+            for segment in segments:
+                segment.saved = segment.saved and self.folder / segment.name not in written
+            tmp.unlink(missing_ok=True)
+            raise self._unsaved(exc) from None
+        self._tidy(set(manifest.segments))
+
+    def _tidy(self, keep: set[str]) -> None:
+        # Segments no manifest names any more, and the index as it was kept before it had a folder.
+        for path in self.folder.glob("seg-*"):
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+        (self.store_folder / OLD_KEYWORD).unlink(missing_ok=True)
+        for path in self.store_folder.glob("keyword-*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[bool]:
+        """Hold the index's lock (one process changes it at a time); yield whether the folder is writable."""
+        try:
+            self.folder.mkdir(exist_ok=True)
+            handle: Any = open(self.folder / LOCK, "a")  # noqa: SIM115 - held for the whole block
+        except OSError:
+            yield False  # a read-only store: the index is caught up in memory only
+            return
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,111 @@
+"""Serving the web chat: who may reach it, launching Gradio (and its MCP server), nothing else.
+
+`serve` refuses to listen beyond this machine without a password, checks the MCP extra before
+anything slow loads, puts the MCP login in front of Gradio's MCP endpoints and lists only our tools.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+
+import gradio as gr
+from starlette.middleware import Middleware
+
+from assistant.config import Settings
+from assistant.errors import ConfigError
+from assistant.mcp.login import MCP_PATH, McpLogin
+from assistant.mcp.tools import TOOLS
+from assistant.pipeline import Assistant
+from assistant.web.render import CSS
+from assistant.web.ui import build
+
+# System fonts: the default theme would make every browser fetch fonts from Google.
+THEME = gr.themes.Default(
+    font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+)
+
+
+def check_exposure(host: str, auth: str | None, insecure: bool) -> tuple[str, str] | None:
+    """Refuse to serve beyond this machine without a password (unless `insecure`); parse `user:pass`."""
+    credentials = None
+    if auth is not None:
+        user, _, password = auth.partition(":")
+        if not user or not password:
+            raise ConfigError("--auth must be USER:PASSWORD, both non-empty")
+        credentials = (user, password)
+    if credentials is None and not insecure and not _loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host} without a password: anyone who can reach it could use it; "
+            "add --auth USER:PASSWORD (or --insecure if the network is trusted)"
+        )
+    return credentials
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _only_our_tools(app: gr.Blocks) -> None:
+    """List and serve only `mcp.tools.TOOLS` over MCP.
+
+    Gradio makes a tool of every public API endpoint; `/chat` is one (for gradio_client), but an
+    MCP client would get its dict as a Python repr: `ask` is its MCP form.
+    """
+    server = app.mcp_server_obj
+    if server is not None:
+        server.tool_to_endpoint = {n: e for n, e in server.tool_to_endpoint.items() if n in TOOLS}
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    auth: str | None = None,
+    insecure: bool = False,
+    mcp: bool = False,
+) -> None:
+    """Serve the chat (and with `mcp` the MCP tools) on `host:port` until interrupted; never a share link."""
+    credentials = check_exposure(host, auth, insecure)  # before anything slow is loaded
+    if mcp:
+        check_mcp_installed()
+    app = build(Assistant(settings), mcp=mcp)
+    # Gradio's login does not cover its MCP endpoints: with a password, they ask for it too.
+    middleware = [Middleware(McpLogin, credentials=credentials)] if mcp and credentials else []
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        auth=credentials,
+        inbrowser=False,
+        quiet=True,
+        ssr_mode=False,
+        mcp_server=mcp,
+        enable_monitoring=False,
+        footer_links=["api"],
+        theme=THEME,
+        css=CSS,
+        app_kwargs={"middleware": middleware},
+        prevent_thread_lock=True,
+    )
+    _only_our_tools(app)
+    print(f"assistant: serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
+    if mcp:
+        print(f"assistant: MCP server (streamable HTTP) at http://{host}:{port}{MCP_PATH}/", file=sys.stderr)
+    app.block_thread()
+
+
+def check_mcp_installed() -> None:
+    """Say how to install the MCP extra when it is missing (Gradio would only say it late, half-started)."""
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--mcp needs the MCP extra: pip install 'arxiv-assistant[mcp]' (or -e '.[mcp]' in a checkout)"
+        ) from None
