@@ -101,8 +101,47 @@ class RetrievalSettings(Section):
     # let the weaker dense ranking outvote it (README "Retrieval benchmark": 0.3 calibrated there).
     dense_weight: float = setting(
         0.3,
-        "dense ranking's share in hybrid fusion, BM25 gets the rest (score fusions only)",
+        "dense ranking's share in hybrid fusion, BM25 gets the rest (reciprocal_rerank: 0.5 = unweighted)",
         "ASSISTANT_DENSE_WEIGHT",
+        ge=0,
+        le=1,
+    )
+    # Levers of issue #27, measured one at a time in docs/retrieval-levers.md.
+    strip_scaffolding: Literal["off", "phrases", "words"] = setting(
+        "off",
+        'drop request phrasing ("Are there any papers that", "I am looking for work on") from the BM25 '
+        'query: phrases, or words (phrases and question words: "what", "how", "can", "you")',
+        "ASSISTANT_STRIP_SCAFFOLDING",
+    )
+    bm25_k1: float = setting(1.5, "BM25 term-frequency saturation k1", "ASSISTANT_BM25_K1", ge=0, le=10)
+    bm25_b: float = setting(0.75, "BM25 document-length normalisation b", "ASSISTANT_BM25_B", ge=0, le=1)
+    bm25_method: Literal["lucene", "robertson", "atire"] = setting(
+        "lucene",
+        "BM25 variant (bm25s); a k1, b or variant not indexed yet builds its keyword index once",
+        "ASSISTANT_BM25_METHOD",
+    )
+    rrf_k: float = setting(60.0, "reciprocal_rerank: k in 1 / (k + rank)", "ASSISTANT_RRF_K", gt=0, le=1000)
+    feedback_papers: int = setting(
+        0,
+        "pseudo-relevance feedback: top fused papers a second search learns from; 0 = one search",
+        "ASSISTANT_FEEDBACK_PAPERS",
+        ge=0,
+        le=50,
+    )
+    feedback_terms: int = setting(
+        10, "RM3: feedback terms added to the BM25 query", "ASSISTANT_FEEDBACK_TERMS", ge=1, le=200
+    )
+    rm3_weight: float = setting(
+        0.0,
+        "RM3: the feedback terms' share of the BM25 query; 0 = unchanged",
+        "ASSISTANT_RM3_WEIGHT",
+        ge=0,
+        le=1,
+    )
+    rocchio_weight: float = setting(
+        0.0,
+        "Rocchio: the feedback papers' centroid's share of the query vector; 0 = unchanged",
+        "ASSISTANT_ROCCHIO_WEIGHT",
         ge=0,
         le=1,
     )

@@ -18,6 +18,7 @@ from assistant.config import Settings
 from assistant.embeddings import spec_of, store_id
 from assistant.errors import AssistantError
 from assistant.store import CHROMA_FILE, MODEL_KEY, SCAN_PAGE, Store, keyword, leftovers, writable
+from assistant.store.bm25 import BM25Params
 from assistant.store.keyword.files import MANIFEST, Files
 
 # Chroma tables a store cannot work without.
@@ -92,7 +93,7 @@ def diagnose(settings: Settings) -> Diagnosis:
     if not _server(settings) and not _files(settings, report):
         return report
     try:
-        store = Store.from_settings(settings.store, store_id(settings.embedding.model), create=False)
+        store = _open(settings)
         chunks = store.count()
     except AssistantError as exc:
         detail = _plain(exc, report.store)
@@ -114,7 +115,7 @@ def diagnose(settings: Settings) -> Diagnosis:
 def repair(settings: Settings, report: Diagnosis) -> list[str]:
     """Repair what `report` marks fixable; return what was done. Run `diagnose` again to see the result."""
     done: list[str] = []
-    store = Store.from_settings(settings.store, store_id(settings.embedding.model), create=False)
+    store = _open(settings)
     if report.broken_papers:
         store.delete_papers(report.broken_papers)
         done.append(
@@ -125,6 +126,12 @@ def repair(settings: Settings, report: Diagnosis) -> list[str]:
         chunks = len(keyword.rebuild(store).live_ids())
         done.append(f"rebuilt the keyword index over {chunks} chunks")
     return done
+
+
+def _open(settings: Settings) -> Store:
+    """Open the configured store, with the BM25 parameters its keyword index is checked and built with."""
+    bm25 = BM25Params.of(settings.retrieval)
+    return Store.from_settings(settings.store, store_id(settings.embedding.model), create=False, bm25=bm25)
 
 
 def _server(settings: Settings) -> bool:
@@ -287,7 +294,7 @@ def _keyword_index(store: Store, ids: list[str], report: Diagnosis, settings: Se
     if not ids:
         report.ok("keyword index", "the store is empty: nothing to index")
         return
-    files = Files(store.path)
+    files = Files(store.path, store.bm25)
     manifest = files.read()
     where = files.folder / MANIFEST
     segments = [s for name in manifest.segments if (s := files.load(name))] if manifest else []

@@ -29,6 +29,7 @@ from assistant.retrieve.rerank import Reranker
 from assistant.retrieve.sentences import score_sentences
 from assistant.schema import Answer, Paper, Passage
 from assistant.store import Store
+from assistant.store.bm25 import BM25Params
 from assistant.store.papers import paper_vector, stored_paper
 
 if TYPE_CHECKING:
@@ -116,10 +117,7 @@ class Assistant:
 
     def _retriever(self) -> Retrieval:
         if self._retrieval is None:
-            retrieval = self.settings.retrieval
-            self._retrieval = Retrieval(
-                self.store, self.embed_model, fusion=retrieval.fusion, dense_weight=retrieval.dense_weight
-            )
+            self._retrieval = Retrieval(self.store, self.embed_model, self.settings.retrieval)
         return self._retrieval
 
     def retrieve(
@@ -240,9 +238,8 @@ def _final(pieces: Iterator[str | Answer]) -> Answer:
 def open_store(settings: Settings, *, for_writing: bool) -> Store:
     """Open the configured store; only ingest, or the default embedded ./index_store, may create it."""
     default = settings.store.mode == "embedded" and _default_folder(settings.store.path)
-    return Store.from_settings(
-        settings.store, store_id(settings.embedding.model), create=for_writing or default
-    )
+    model_id, bm25 = store_id(settings.embedding.model), BM25Params.of(settings.retrieval)
+    return Store.from_settings(settings.store, model_id, create=for_writing or default, bm25=bm25)
 
 
 def is_default(store: Store) -> bool:

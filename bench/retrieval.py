@@ -21,6 +21,12 @@ Stores are built once (any `--embedding` spec) and kept under `--stores`.
     python bench/retrieval.py --sets scifact,spar,bundled --rerank none,sentences --candidates 10,20
     python bench/retrieval.py --sets titles --n 20000 --n 75000 --retriever hybrid
     python bench/retrieval.py --sets scifact --embedding minilm,embeddinggemma
+    python bench/retrieval.py --sets scifact,spar --retriever hybrid --rerank none \
+        --lever strip_scaffolding=phrases --lever "bm25_k1=0.9|1.2,bm25_b=0.4|0.75"
+
+`--lever NAME=VALUE[,NAME=VALUE...]` (repeatable; `|` lists values, a row per combination) scores
+`retrieval.NAME` settings changed alone against a baseline row, in one table per set: each row's
+figures and their gain over the baseline. `--set NAME=VALUE,...` changes the baseline (every row).
 """
 
 from __future__ import annotations
@@ -139,9 +145,21 @@ class Stores:
         self.candidates = candidates
         self._models: dict[str, Any] = {}
 
-    def settings(self, path: Path, spec: str, *, titles: bool = True, rerank: str = "none") -> Settings:
-        """Settings for a store at `path` embedded by `spec` (extractive: nothing answers here)."""
-        overrides = {
+    def settings(
+        self,
+        path: Path,
+        spec: str,
+        *,
+        titles: bool = True,
+        rerank: str = "none",
+        retrieval: dict[str, str] | None = None,
+    ) -> Settings:
+        """Settings for a store at `path` embedded by `spec` (extractive: nothing answers here).
+
+        `retrieval`: more `retrieval.*` settings (a lever), by name.
+        """
+        overrides: dict[str, Any] = {f"retrieval.{k}": v for k, v in (retrieval or {}).items()}
+        overrides |= {
             "store.path": path,
             "embedding.model": spec,
             "chunking.include_title": titles,
@@ -191,9 +209,17 @@ class Stores:
         print(f"\nbuilt {path}: {report.summary()} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         return path
 
-    def assistant(self, path: Path, spec: str, rerank: str, *, titles: bool = True) -> Assistant:
-        """Return an assistant over the store at `path` with this rerank stage."""
-        settings = self.settings(path, spec, titles=titles, rerank=rerank)
+    def assistant(
+        self,
+        path: Path,
+        spec: str,
+        rerank: str,
+        *,
+        titles: bool = True,
+        retrieval: dict[str, str] | None = None,
+    ) -> Assistant:
+        """Return an assistant over the store at `path` with this rerank stage (and `retrieval` settings)."""
+        settings = self.settings(path, spec, titles=titles, rerank=rerank, retrieval=retrieval)
         sentence_model = self.model("minilm")
         return Assistant(settings, embed_model=self.model(spec), sentence_model=sentence_model)
 
@@ -287,6 +313,34 @@ def table(title: str, rows: Iterator[tuple[str, dict[str, float]]], columns: lis
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
+def assignments(text: str) -> list[dict[str, str]]:
+    """Parse `NAME=V1|V2,NAME=V` into its combinations: [{NAME: V1, NAME: V}, {NAME: V2, NAME: V}]."""
+    names, choices = [], []
+    for part in (p for p in text.split(",") if p.strip()):
+        name, sep, values = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{part!r}: write NAME=VALUE (a retrieval setting)")
+        names.append(name.strip())
+        choices.append([v.strip() for v in values.split("|")])
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*choices)]
+
+
+def gains_table(title: str, rows: Iterator[tuple[str, dict[str, float]]]) -> None:
+    """Print one Markdown table of levers: each row's figures, with its gain over the first (baseline) row."""
+    metrics = ["recall@1", "recall@5", "recall@10", "ndcg@10", "mrr"]
+    print(f"\n### {title}\n")
+    print("| lever | " + " | ".join(metrics) + " | p50_ms | p95_ms |")
+    print("|---" * (len(metrics) + 3) + "|", flush=True)
+    base: dict[str, float] | None = None
+    for name, row in rows:
+        base = base or row
+        cells = [
+            f"{row[m]:.3f}" + (f" ({row[m] - base[m]:+.3f})" if row is not base else "") for m in metrics
+        ]
+        cells += [f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}"]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> int:
     """Parse flags, build the stores, print one table per set (and size)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -311,6 +365,13 @@ def main() -> int:
     )
     parser.add_argument("--dense-weight", default="", help="hybrid's dense share(s), comma-separated")
     parser.add_argument(
+        "--lever",
+        action="append",
+        default=[],
+        help="retrieval settings changed alone, NAME=V1|V2,NAME=V (repeatable): a table of gains",
+    )
+    parser.add_argument("--set", default="", help="retrieval settings of every row, NAME=VALUE,...")
+    parser.add_argument(
         "--min-score-growth",
         type=float,
         help="relevance threshold's growth with the store's size (default: the setting; 0: fixed)",
@@ -325,8 +386,48 @@ def main() -> int:
     counts: list[int | None] = [int(c) for c in args.candidates.split(",") if c] or [None]
     fusions: list[str | None] = [f for f in args.fusion.split(",") if f] or [None]
     weights: list[float | None] = [float(w) for w in args.dense_weight.split(",") if w] or [None]
+    try:
+        [base] = assignments(args.set) if args.set else [{}]
+        levers = [combo for text in args.lever for combo in assignments(text)]
+    except ValueError as exc:
+        parser.error(f"--set/--lever: {exc} (one value each in --set)")
     args.stores.mkdir(parents=True, exist_ok=True)
     stores = Stores(args.stores, args.min_score_growth, None)
+
+    def lever_rows(
+        paths: dict[str, Path], cases: list[list[Case]], titles: bool
+    ) -> Iterator[tuple[str, dict[str, float]]]:
+        """The baseline, then each lever alone, per embedding x retriever (no rerank: levers come first)."""
+        for spec, kind in itertools.product(specs, kinds):
+            for lever in [{}, *levers]:
+                changed = ",".join(f"{k}={v}" for k, v in lever.items()) or "baseline"
+                bot = stores.assistant(paths[spec], spec, "none", titles=titles, retrieval=base | lever)
+                yield f"{changed} ({spec} {kind})", score(bot, cases, kind, False)
+
+    if levers:
+        with_base = f" (all rows: {args.set})" if args.set else ""
+        for name in [s for s in sets if s in ("scifact", "spar", "bundled")]:
+            paths = {}
+            for spec in specs:
+                paths[spec], cases = jsonl_set(name, stores, spec, args.data, args.distractors)
+            n_cases = sum(len(c) for c in cases)
+            gains_table(f"{name}: {n_cases} questions{with_base}", lever_rows(paths, cases, True))
+        if "titles" in sets:
+            sizes = args.n or [DISTRACTORS]
+            smallest = papers(args.data, min(sizes))
+            titled = [p for p in smallest if p.title]
+            sample = random.Random(0).sample(titled, min(args.questions, len(titled)))  # as the titles set
+            cases = [[Case(p.title or "", (p.arxiv_id,))] for p in sample]
+            for n in sizes:
+
+                def corpus_n(n: int = n) -> list[Paper]:
+                    return smallest if n == min(sizes) else papers(args.data, n)
+
+                name_n = f"{args.data.name}-{n}-notitle"
+                paths = {s: stores.build(name_n, s, corpus_n, titles=False) for s in specs}
+                title = f"titles: {len(cases)} queries, {n} papers (titles not indexed){with_base}"
+                gains_table(title, lever_rows(paths, cases, False))
+        return 0
 
     def configurations(
         paths: dict[str, Path], cases: list[list[Case]], titles: bool, off_topic: bool

@@ -37,7 +37,7 @@ def setup(tmp_path: Path, embed: MiniLMEmbedding) -> tuple[Settings, Ingester, R
     settings = make_settings(tmp_path / "store")
     ingester = Ingester(open_store(settings, for_writing=True), embed, settings.chunking)
     ingester.ingest([papers_file(tmp_path / "first.jsonl", PAPERS)])
-    retrieval = Retrieval(ingester.store, embed, fusion="dist_based_score", dense_weight=0.3)
+    retrieval = Retrieval(ingester.store, embed, settings.retrieval)
     retrieval.retrieve("warm up", 5, kind="bm25")
     return settings, ingester, retrieval
 
@@ -89,7 +89,7 @@ def test_a_new_segment_scores_as_the_whole_index_would(
     query = "graph neural networks message passing method00040"
     segmented = {p.arxiv_id: p.metadata["rank_score"] for p in retrieval.retrieve(query, 8, kind="bm25")}
     assert len(retrieval.keyword_index().segments) == 2  # the 40 papers, and the 2 new ones
-    whole = Retrieval(ingester.store, retrieval.embed_model, fusion="dist_based_score", dense_weight=0.3)
+    whole = Retrieval(ingester.store, retrieval.embed_model, retrieval.settings)
     keyword.rebuild(ingester.store)  # one segment over everything, as a full build makes it
     rebuilt = {p.arxiv_id: p.metadata["rank_score"] for p in whole.retrieve(query, 8, kind="bm25")}
     assert list(segmented)[:3] == list(rebuilt)[:3]
@@ -128,7 +128,7 @@ def test_questions_do_not_wait_for_a_merge(
     )
     # Saved for other processes: a fresh process loads these segments, nothing to catch up.
     assert live.up_to_date(ingester.store)
-    again = Retrieval(ingester.store, retrieval.embed_model, fusion="dist_based_score", dense_weight=0.3)
+    again = Retrieval(ingester.store, retrieval.embed_model, retrieval.settings)
     assert [s.name for s in again.keyword_index().segments] == [s.name for s in index.segments]
 
 

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant import config
@@ -219,3 +220,150 @@ def test_filters_object_passes_through() -> None:
     assert Filters.make(value) is value
     assert Filters.make({"categories": "cs.CL, cs.*"}).categories == ("cs.CL", "cs.*")
     assert not Filters.make(None)
+
+
+# --- the levers of issue #27 (docs/retrieval-levers.md): off by default, each switchable ---
+
+QUESTIONS = [
+    "superconductivity in thin films at low temperature",
+    "photon pairs at hadron colliders",
+    "graphs graphs and counting automata",  # a repeated word counts twice, as in bm25s
+    "qwxzv",  # no known stem: no hits
+]
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_keyword_search_scores_as_llama_index_bm25(head200: Assistant, question: str) -> None:
+    from llama_index.core.schema import QueryBundle
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    index = head200._retriever().keyword_index()
+    ours = keyword.KeywordRetriever(head200.store, index, 15, None).retrieve(QueryBundle(question))
+    [view] = index.views
+    theirs = BM25Retriever(
+        existing_bm25=view,
+        stemmer=keyword.stemmer(),
+        similarity_top_k=15,
+        token_pattern=keyword.TOKEN_PATTERN,
+    ).retrieve(question)
+    theirs = [h for h in theirs if (h.score or 0) > 0]
+    assert [h.node.node_id for h in ours] == [h.node.node_id for h in theirs]
+    assert [h.score for h in ours] == pytest.approx([h.score for h in theirs], rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["dist_based_score", "relative_score", "reciprocal_rerank"])
+def test_fusion_ranks_as_llama_index_query_fusion(head200: Assistant, mode: str) -> None:
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.retrievers import QueryFusionRetriever
+    from llama_index.core.schema import QueryBundle
+
+    from assistant.retrieve.fusion import fuse
+
+    retrieval = head200._retriever()
+    question = "superconductivity in thin films at low temperature"
+    bundle = QueryBundle(question, embedding=head200.embed_model.get_query_embedding(question))
+    index = retrieval.keyword_index()
+
+    def rankings() -> list:  # type: ignore[type-arg]
+        return [retrieval._dense(15, None), keyword.KeywordRetriever(head200.store, index, 15, None)]
+
+    weights = [0.3, 0.7] if mode != "reciprocal_rerank" else [0.5, 0.5]
+    theirs = QueryFusionRetriever(
+        rankings(),
+        llm=MockLLM(),
+        mode=mode,
+        similarity_top_k=15,
+        num_queries=1,
+        use_async=False,  # type: ignore[arg-type]
+        retriever_weights=weights,
+    ).retrieve(bundle)
+    ours = fuse([r.retrieve(bundle) for r in rankings()], weights, mode)[:15]
+    assert [h.node.node_id for h in ours] == [h.node.node_id for h in theirs]
+    assert [h.score for h in ours] == pytest.approx([h.score for h in theirs])
+
+
+@pytest.mark.parametrize(
+    ("question", "kept"),
+    [
+        ("Are there any papers that propose sparse attention kernels?", "sparse attention kernels"),
+        (
+            "I am looking for work on contrastive pretraining for retrieval.",
+            "contrastive pretraining retrieval",
+        ),
+        ("Provide me with some recent research papers on graph neural networks", "graph neural networks"),
+        ("Which methods reduce label noise?", "reduce label noise"),
+        # statements and topics keep every word (SciFact's claims, titles)
+        ("Taxation of sugar-sweetened beverages had no effect on obesity", None),
+        ("A study on the proposal distribution", "the proposal distribution"),
+        ("Are there any papers?", None),  # nothing but scaffolding: the question as it is
+    ],
+)
+def test_scaffolding_leaves_the_keyword_query_its_topic(question: str, kept: str | None) -> None:
+    from assistant.retrieve.feedback import keyword_query
+
+    assert keyword.stems(keyword_query(question, "off")) == keyword.stems(question)
+    words = keyword.stems(keyword_query(question, "words"))
+    assert words == keyword.stems(kept or question)
+    # phrases alone keep the question words BM25's stopwords miss ("some", "which")
+    assert set(words) <= set(keyword.stems(keyword_query(question, "phrases")))
+
+
+def test_rm3_and_rocchio_mix_in_the_feedback_by_their_share() -> None:
+    from assistant.retrieve.feedback import rm3, rocchio
+
+    texts = ["kernels kernels for sparse attention on gpus", "attention kernels", "unrelated cooking"]
+    mixed = rm3({"spars": 1.0, "attent": 1.0}, texts, [2.0, 1.0, 0.0], n_terms=3, weight=0.4)
+    assert sum(mixed.values()) == pytest.approx(1.0)
+    assert set(mixed) == {"spars", "attent", "kernel"}  # the unscored paper adds nothing
+    assert mixed["kernel"] > mixed["spars"] - 0.3  # the query's two stems share 0.6; kernels weigh most
+    assert rm3({"a": 1.0}, texts, [1, 1, 1], n_terms=3, weight=0.0) == {"a": 1.0}
+    query, others = [1.0, 0.0], [[0.0, 1.0], [0.0, 1.0]]
+    assert rocchio(query, others, 0.0) == pytest.approx(query)
+    assert rocchio(query, others, 1.0) == pytest.approx([0.0, 1.0])
+    assert rocchio(query, others, 0.5) == pytest.approx([2**-0.5, 2**-0.5])
+
+
+def test_pseudo_relevance_feedback_searches_again_and_scores_by_the_question(head200: Assistant) -> None:
+    question = "superconductivity in thin films at low temperature"
+    before = head200.retrieve(question, top_k=10)
+    retrieval = head200.settings.retrieval
+    retrieval.feedback_papers, retrieval.rm3_weight, retrieval.rocchio_weight = 3, 0.5, 0.5
+    try:
+        after = head200.retrieve(question, top_k=10)
+    finally:
+        retrieval.feedback_papers, retrieval.rm3_weight, retrieval.rocchio_weight = 0, 0.0, 0.0
+    assert len(after) == 10 and ids(after) != ids(before)
+    # Each passage keeps its cosine to the question itself (the relevance threshold reads it).
+    vector = np.asarray(head200.embed_model.get_query_embedding(question), dtype=np.float32)
+    chunk_ids = [f"{p.arxiv_id}#{i}" for p in after for i in range(8)]
+    stored = head200.store.get_chunks(chunk_ids, embeddings=True)
+    for passage in after:
+        cosines = [
+            float(np.dot(vector, np.asarray(record["embedding"], dtype=np.float32)))
+            for chunk_id, record in stored.items()
+            if chunk_id.startswith(f"{passage.arxiv_id}#") and record["document"] in passage.text
+        ]
+        assert cosines and passage.score == pytest.approx(cosines[0], abs=1e-4)
+
+
+def test_other_bm25_parameters_get_their_own_keyword_index(
+    tmp_path: Path, embed: MiniLMEmbedding, data_dir: Path
+) -> None:
+    from assistant.store import KEYWORD_FOLDER, leftovers
+
+    settings = make_settings(tmp_path / "s")
+    Ingester(open_store(settings, for_writing=True), embed, settings.chunking).ingest(
+        [data_dir / "formats" / "kaggle-snapshot-head200.jsonl"]
+    )
+    question = "superconductivity in thin films at low temperature"
+    default = Assistant(settings, embed_model=embed).retrieve(question, top_k=10, retriever="bm25")
+    other = make_settings(tmp_path / "s", **{"retrieval.bm25_k1": 0.3, "retrieval.bm25_b": 0.2})
+    bot = Assistant(other, embed_model=embed)
+    found = bot.retrieve(question, top_k=10, retriever="bm25")
+    assert found and [p.metadata["rank_score"] for p in found] != [p.metadata["rank_score"] for p in default]
+    folders = sorted(p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(KEYWORD_FOLDER))
+    assert folders == [KEYWORD_FOLDER, f"{KEYWORD_FOLDER}.lucene-k1_0.3-b_0.2"]
+    assert set(folders) <= set(leftovers(tmp_path / "s"))
+    # The default index is untouched: the default settings still find what they found.
+    again = Assistant(settings, embed_model=embed).retrieve(question, top_k=10, retriever="bm25")
+    assert ids(again) == ids(default)

@@ -304,9 +304,11 @@ def _delete(args: argparse.Namespace) -> int:
     from assistant.embeddings import store_id
     from assistant.ingest import delete_papers
     from assistant.store import Store
+    from assistant.store.bm25 import BM25Params
 
     settings = _settings(args)
-    store = Store.from_settings(settings.store, store_id(settings.embedding.model), create=False)
+    bm25 = BM25Params.of(settings.retrieval)
+    store = Store.from_settings(settings.store, store_id(settings.embedding.model), create=False, bm25=bm25)
     deleted = delete_papers(store, args.ids)
     print(f"deleted {deleted} of {len(set(args.ids))} papers")
     return 0

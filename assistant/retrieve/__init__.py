@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.llms import MockLLM
-from llama_index.core.retrievers import BaseRetriever, QueryFusionRetriever
+from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
+from assistant.config import RetrievalSettings
 from assistant.errors import InputError
+from assistant.retrieve.feedback import keyword_query, rm3, rocchio
+from assistant.retrieve.fusion import fuse
 from assistant.schema import Passage
 from assistant.sources.ids import normalize_id
 from assistant.store import Store, keyword
@@ -126,20 +128,16 @@ def _category_match(category: str, entry: dict[str, Any]) -> bool:
 
 
 class Retrieval:
-    """Dense, BM25 or hybrid retrieval with filters; each passage scored by cosine to the question."""
+    """Dense, BM25 or hybrid retrieval with filters; each passage scored by cosine to the question.
 
-    def __init__(
-        self,
-        store: Store,
-        embed_model: BaseEmbedding,
-        *,
-        fusion: str,
-        dense_weight: float,
-    ) -> None:
+    `settings` (read at each question) chooses the fusion, the BM25 query's scaffolding and the
+    pseudo-relevance feedback; the store's BM25 parameters choose its keyword index.
+    """
+
+    def __init__(self, store: Store, embed_model: BaseEmbedding, settings: RetrievalSettings) -> None:
         self.store = store
         self.embed_model = embed_model
-        self.fusion = fusion
-        self.dense_weight = dense_weight
+        self.settings = settings
         self._index = VectorStoreIndex.from_vector_store(store.vector_store(), embed_model=embed_model)
         self.keywords = keyword.KeywordIndex(store)
 
@@ -157,31 +155,29 @@ class Retrieval:
         """Return up to `top_k` papers' best passages for `query`, best first."""
         if kind not in RETRIEVERS:
             raise InputError(f"unknown retriever {kind!r}; use one of: {', '.join(RETRIEVERS)}")
-        n = top_k * OVERFETCH
         selection = self._select(filters or Filters(), kind)
         if selection is None:
             return []
-        index, where, mask = selection
-        bundle = QueryBundle(query, embedding=self.embed_model.get_query_embedding(query))
-        retrievers: list[BaseRetriever] = []
-        if kind in ("dense", "hybrid"):
-            retrievers.append(self._dense(n, where))
-        if index is not None and kind in ("bm25", "hybrid"):
-            retrievers.append(keyword.KeywordRetriever(self.store, index, n, mask))
-        if len(retrievers) == 1:
-            hits = retrievers[0].retrieve(bundle)
-        else:
-            fused = QueryFusionRetriever(
-                retrievers,
-                llm=MockLLM(),  # never called: one query, no LLM query generation
-                mode=self.fusion,  # type: ignore[arg-type]
-                similarity_top_k=n,
-                num_queries=1,
-                use_async=False,
-                retriever_weights=[self.dense_weight, 1 - self.dense_weight],  # in `retrievers` order
-            )
-            hits = fused.retrieve(bundle)
-        return self._passages(hits, bundle.embedding, top_k)
+        config = self.settings
+        vector = self.embed_model.get_query_embedding(query)
+        terms = keyword.query_terms(keyword_query(query, config.strip_scaffolding))
+        search = _Search(self, kind, selection, top_k * OVERFETCH, query)
+        hits = search.run(vector, terms)
+        m = config.feedback_papers
+        if m and hits and (config.rm3_weight or config.rocchio_weight):
+            top = list(_best_per_paper(hits).values())[:m]
+            if config.rm3_weight and kind != "dense":
+                texts = [keyword.text_of(h.node.get_content(), h.node.metadata) for h in top]
+                scores = [h.score or 0.0 for h in top]
+                terms = rm3(terms, texts, scores, n_terms=config.feedback_terms, weight=config.rm3_weight)
+            moved = vector
+            if config.rocchio_weight and kind != "bm25":
+                stored = self.store.get_chunks([h.node.node_id for h in top], embeddings=True)
+                vectors = [v["embedding"] for h in top if (v := stored.get(h.node.node_id)) is not None]
+                moved = rocchio(vector, vectors, config.rocchio_weight)
+            hits = search.run(moved, terms)
+        # Scored by cosine to the question itself, whatever searched: the relevance threshold reads it.
+        return self._passages(hits, vector, top_k)
 
     def nearest(
         self,
@@ -222,11 +218,9 @@ class Retrieval:
         return index, filters.where(author_ids), mask
 
     def _passages(self, hits: Sequence[NodeWithScore], query_vector: Any, top_k: int) -> list[Passage]:
-        best: dict[str, NodeWithScore] = {}
-        for hit in hits:  # in rank order: the first chunk of a paper is its best
-            arxiv_id = str(hit.node.metadata.get("arxiv_id", hit.node.node_id.split("#")[0]))
-            best.setdefault(arxiv_id, hit)
-        chosen = list(best.items())[:top_k]
+        chosen = list(_best_per_paper(hits).items())[
+            :top_k
+        ]  # in rank order: a paper's first chunk is its best
         vectors = self.store.get_chunks([h.node.node_id for _, h in chosen], embeddings=True)
         query = np.asarray(query_vector, dtype=np.float32)
         passages = []
@@ -247,3 +241,38 @@ class Retrieval:
                 )
             )
         return passages
+
+
+def _best_per_paper(hits: Sequence[NodeWithScore]) -> dict[str, NodeWithScore]:
+    """Return each paper's first (best) hit, in rank order."""
+    best: dict[str, NodeWithScore] = {}
+    for hit in hits:
+        best.setdefault(str(hit.node.metadata.get("arxiv_id", hit.node.node_id.split("#")[0])), hit)
+    return best
+
+
+@dataclass
+class _Search:
+    """One question's search: the retrievers `kind` names over `n` chunks each, fused."""
+
+    retrieval: Retrieval
+    kind: str
+    selection: tuple[Any, dict[str, Any] | None, np.ndarray | None]
+    n: int
+    query: str
+
+    def run(self, vector: Sequence[float], terms: dict[str, float]) -> list[NodeWithScore]:
+        """Return the fused chunks for this query vector and these weighted BM25 terms, best first."""
+        index, where, mask = self.selection
+        config, rankings, weights = self.retrieval.settings, [], []
+        if self.kind in ("dense", "hybrid"):
+            bundle = QueryBundle(self.query, embedding=list(vector))
+            rankings.append(self.retrieval._dense(self.n, where).retrieve(bundle))
+            weights.append(config.dense_weight)
+        if index is not None and self.kind in ("bm25", "hybrid"):
+            bm25 = keyword.KeywordRetriever(self.retrieval.store, index, self.n, mask, terms)
+            rankings.append(bm25.retrieve(QueryBundle(self.query)))
+            weights.append(1 - config.dense_weight)
+        if len(rankings) == 1:
+            return rankings[0]
+        return fuse(rankings, weights, config.fusion, rrf_k=config.rrf_k)[: self.n]

@@ -20,6 +20,7 @@ from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from assistant.embeddings import spec_of
 from assistant.errors import EmbeddingMismatchError, StoreError
 from assistant.store import errors as store_errors
+from assistant.store.bm25 import BM25Params
 
 if TYPE_CHECKING:
     from assistant.config import StoreSettings
@@ -61,9 +62,14 @@ class Store:
         *,
         create: bool,
         server: tuple[str, int] | None = None,
+        bm25: BM25Params | None = None,
     ) -> None:
-        """Open the store at `path` (or on `server`); a missing one is created only when `create` is true."""
+        """Open the store at `path` (or on `server`); a missing one is created only when `create` is true.
+
+        `bm25`: how its keyword index scores (default: bm25s' defaults).
+        """
         self.path = Path(path)
+        self.bm25 = bm25 or BM25Params()
         self.model_id = model_id
         self._name = collection
         self.server = server
@@ -83,10 +89,12 @@ class Store:
             )
 
     @classmethod
-    def from_settings(cls, settings: StoreSettings, model_id: str, *, create: bool) -> Store:
+    def from_settings(
+        cls, settings: StoreSettings, model_id: str, *, create: bool, bm25: BM25Params | None = None
+    ) -> Store:
         """Open the store `settings` describe (embedded folder or Chroma server)."""
         server = (settings.host, settings.port) if settings.mode == "server" else None
-        return cls(settings.path, settings.collection, model_id, create=create, server=server)
+        return cls(settings.path, settings.collection, model_id, create=create, server=server, bm25=bm25)
 
     @property
     def where(self) -> str:
@@ -352,7 +360,7 @@ def leftovers(folder: Path) -> list[str]:
         p.name
         for p in folder.iterdir()
         if p.name in (KEYWORD_FOLDER, HARVESTS, OLD_KEYWORD)
-        or p.name.startswith("keyword-")  # the old keyword index's folders
+        or p.name.startswith(("keyword-", f"{KEYWORD_FOLDER}."))  # old index folders; other BM25 parameters'
         or (p.is_dir() and (p / "header.bin").exists())  # an HNSW segment folder
     )
 

@@ -7,8 +7,16 @@ the rest of `store` and the stages before it.
 
 from assistant.store.keyword.grow import append
 from assistant.store.keyword.live import KeywordIndex, Snapshot, catch_up, load_or_build, rebuild, up_to_date
-from assistant.store.keyword.search import KeywordRetriever
-from assistant.store.keyword.segments import LANGUAGE, TOKEN_PATTERN, build, light_entry, stemmer, tokenizer
+from assistant.store.keyword.search import KeywordRetriever, query_terms, stems
+from assistant.store.keyword.segments import (
+    LANGUAGE,
+    TOKEN_PATTERN,
+    build,
+    light_entry,
+    stemmer,
+    text_of,
+    tokenizer,
+)
 
 __all__ = [
     "LANGUAGE",
@@ -22,7 +30,10 @@ __all__ = [
     "light_entry",
     "load_or_build",
     "rebuild",
+    "query_terms",
     "stemmer",
+    "stems",
+    "text_of",
     "tokenizer",
     "up_to_date",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 from assistant.errors import StoreError
 from assistant.store import KEYWORD_FOLDER, OLD_KEYWORD
 from assistant.store import errors as store_errors
+from assistant.store.bm25 import BM25Params
 from assistant.store.keyword.segments import Segment
 
 MANIFEST = "manifest.json"
@@ -31,11 +32,11 @@ class Manifest:
 
 
 class Files:
-    """The keyword index's folder inside one store's folder."""
+    """The keyword index's folder inside one store's folder (one per choice of BM25 parameters)."""
 
-    def __init__(self, store_folder: Path) -> None:
+    def __init__(self, store_folder: Path, params: BM25Params | None = None) -> None:
         self.store_folder = Path(store_folder)
-        self.folder = self.store_folder / KEYWORD_FOLDER
+        self.folder = self.store_folder / (params or BM25Params()).folder(KEYWORD_FOLDER)
 
     def read(self) -> Manifest | None:
         """Return the manifest, or None if there is none or it cannot be read (then the index is rebuilt)."""

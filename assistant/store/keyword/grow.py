@@ -24,7 +24,7 @@ def append(store: Store, *, progress: bool = False) -> int:
     A store with no index of its own (none saved, another store's, or one ahead of the store) is
     indexed whole, also a run at a time. Raises `StoreError` if the index cannot be saved.
     """
-    files = Files(store.path)
+    files = Files(store.path, store.bm25)
     with files.locked():
         manifest = files.read()
         now = store.generation()  # read first: chunks written meanwhile come with the next call
@@ -35,7 +35,7 @@ def append(store: Store, *, progress: bool = False) -> int:
             names, pages = [], store.scan()
         read = 0
         for run in building.parts(pages, SEGMENT_CHUNKS):
-            built = building.build_pages(run, progress=progress)
+            built = building.build_pages(run, progress=progress, params=store.bm25)
             if built is not None:
                 read += len(built.corpus)
                 names = _add(files, store, names, Segment(built))

@@ -96,13 +96,17 @@ def catch_up(
     With `rebuild`, index the whole store afresh. `must_save`: a failure to save raises `StoreError`
     (an ingest says so); otherwise the index is kept in memory only (a read-only store, say).
     """
-    files = Files(store.path)
+    files = Files(store.path, store.bm25)
     with files.locked() as writable:
         segments, generation = (None, -1) if rebuild else _start(files, store, current)
         now = store.generation()  # read first: chunks written meanwhile come with the next catch-up
         if segments is None:
             runs = building.parts(store.scan(), SEGMENT_CHUNKS)
-            segments = [Segment(b) for run in runs if (b := building.build_pages(run, progress=progress))]
+            segments = [
+                Segment(b)
+                for run in runs
+                if (b := building.build_pages(run, progress=progress, params=store.bm25))
+            ]
         else:
             segments = merged(store, _with_changes(store, segments, generation, now))
         if writable or must_save:
@@ -127,7 +131,7 @@ def _start(files: Files, store: Store, current: Snapshot | None) -> tuple[list[S
 
 def _with_changes(store: Store, segments: list[Segment], since: int, now: int) -> list[Segment]:
     """Add the chunks written after `since` (up to about `now`) as a new segment."""
-    fresh = building.build_pages(store.changed_since(since)) if now != since else None
+    fresh = building.build_pages(store.changed_since(since), params=store.bm25) if now != since else None
     return [*segments, Segment(fresh)] if fresh else segments
 
 
@@ -140,7 +144,7 @@ def merged(store: Store, segments: list[Segment]) -> list[Segment]:
             break
         # Re-read from the store: changed chunks come back as they are now, deleted ones not at all.
         ids = list(dict.fromkeys(older.ids + newer.ids))
-        built = building.build_pages(store.pages(ids))
+        built = building.build_pages(store.pages(ids), params=store.bm25)
         segments[-2:] = [Segment(built)] if built else []
     return segments
 
@@ -220,7 +224,7 @@ class KeywordIndex:
                     added = latest.segments[len(start.segments) :]
                     self._snapshot = Snapshot.of([*fewer, *added], latest.generation, latest)
                     start = self._snapshot
-                files = Files(self.store.path)
+                files = Files(self.store.path, self.store.bm25)
                 with files.locked() as writable:
                     if writable:
                         save(files, self.store, start)
@@ -237,7 +241,7 @@ class KeywordIndex:
 
 def up_to_date(store: Store) -> bool:
     """Return whether the saved index covers every change of the store (cheap: nothing is loaded)."""
-    manifest = Files(store.path).read()
+    manifest = Files(store.path, store.bm25).read()
     saved = (manifest.collection, manifest.generation) if manifest else None
     return saved == (store.identity, store.generation())
 

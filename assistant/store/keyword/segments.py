@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import sys
 import uuid
 from array import array
@@ -15,6 +14,7 @@ import numpy as np
 from llama_index.core.schema import TextNode
 
 from assistant.store import Page
+from assistant.store.bm25 import BM25Params
 
 # What llama-index's BM25Retriever tokenizes with by default; we index with the same settings.
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
@@ -69,8 +69,8 @@ def text_of(document: str, metadata: dict[str, Any]) -> str:
     return f"{title}\n{document}" if title else document
 
 
-def build_pages(pages: Iterable[Page], *, progress: bool = False) -> Any:
-    """Tokenize every chunk of `pages` and index them with bm25s; None if there are none.
+def build_pages(pages: Iterable[Page], *, progress: bool = False, params: BM25Params | None = None) -> Any:
+    """Tokenize every chunk of `pages` and index them with bm25s (scored by `params`); None if there are none.
 
     Memory stays bounded at any size: chunks come a page at a time and only each chunk's token ids
     (4-byte ints, one vocabulary for all pages) and its catalog entry are kept, never the texts or
@@ -96,15 +96,16 @@ def build_pages(pages: Iterable[Page], *, progress: bool = False) -> Any:
         return None
     vocab = words.get_vocab_dict()  # stem -> id; the word -> stem and word -> id maps are not needed
     words.reset_vocab()
-    bm25 = bm25s.BM25()
+    params = params or BM25Params()
+    bm25 = bm25s.BM25(k1=params.k1, b=params.b, method=params.method)
     bm25.index((token_ids, vocab), show_progress=False)
     bm25.corpus = corpus
     return bm25
 
 
 def build(source: Any, *, progress: bool = False) -> Any:
-    """Index every chunk `source.scan()` yields (a `Store`) as one bm25s index."""
-    return build_pages(source.scan(), progress=progress)
+    """Index every chunk `source.scan()` yields (a `Store`) as one bm25s index, scored as it says."""
+    return build_pages(source.scan(), progress=progress, params=getattr(source, "bm25", None))
 
 
 def parts(pages: Iterable[Page], size: int) -> Iterator[Iterator[Page]]:
@@ -122,11 +123,6 @@ def parts(pages: Iterable[Page], size: int) -> Iterator[Iterator[Page]]:
                 page = next(stream, None)
 
         yield run()
-
-
-def idf(n_docs: int, df: int) -> float:
-    """BM25's inverse document frequency as bm25s computes it for its default method ("lucene")."""
-    return math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
 
 
 class Segment:
@@ -155,10 +151,13 @@ class Segment:
 
     def scored(self, n_docs: int, df: dict[str, int]) -> Any:
         """Return the index as a bm25s object scored with `n_docs` chunks and document frequencies `df`."""
+        params = BM25Params(float(self.bm25.k1), float(self.bm25.b), str(self.bm25.method))
         factor = np.ones(len(self._counts), dtype=np.float32)
         for i, stem in self._stems.items():
             if self._counts[i]:
-                factor[i] = idf(n_docs, df[stem]) / idf(self.n_docs, int(self._counts[i]))
+                own = params.idf(self.n_docs, int(self._counts[i]))
+                # robertson's idf is 0 for a stem in most chunks: its scores are 0 and stay so
+                factor[i] = params.idf(n_docs, df[stem]) / own if own else 0.0
         view = copy.copy(self.bm25)  # shares the matrix's indices; the scores are new, the original kept
         view.scores = {
             **self.bm25.scores,
