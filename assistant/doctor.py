@@ -25,6 +25,14 @@ from assistant.store.keyword.files import MANIFEST, Files
 TABLES = ("collections", "collection_metadata", "segments", "embeddings", "embedding_metadata")
 # Stored vectors looked up again by a real nearest-neighbour query.
 PROBES = 3
+# Papers embedded per second on this project's 2-core machine, idle: EmbeddingGemma-300M int8 4.4
+# (../shared/MODELS.md, "EmbeddingGemma": 305 tokens per abstract, 2 onnxruntime threads), MiniLM 37.0
+# (README "Measured": `make bench-ingest`, 124,841 texts in 33 min 41 s).
+GEMMA_PAPERS_PER_S = 4.4
+MINILM_PAPERS_PER_S = 37.0
+# From this many MiniLM papers on, doctor says what the stronger model would cost: below, a
+# re-ingest takes minutes and the build (~21 min, once) dominates.
+ADVISE_FROM = 1_000
 
 
 @dataclass
@@ -36,6 +44,7 @@ class Finding:
     detail: str
     fix: str = ""
     fixable: bool = False  # `assistant doctor --fix` repairs it
+    note: bool = False  # advice, not a check: shown as "note", never a problem
 
 
 @dataclass
@@ -62,6 +71,10 @@ class Diagnosis:
         """Record a failed check and what to do about it."""
         self.findings.append(Finding(check, False, detail, fix, fixable))
 
+    def advise(self, check: str, detail: str, how: str) -> None:
+        """Record advice (not a problem): what `detail` says, and `how` to act on it."""
+        self.findings.append(Finding(check, True, detail, how, note=True))
+
     def to_dict(self) -> dict[str, Any]:
         """Return the diagnosis as JSON-ready data."""
         return {
@@ -76,9 +89,10 @@ class Diagnosis:
         lines = [f"store {self.store}"]
         lines += [f"  fixed    {action}" for action in self.repaired]
         for f in self.findings:
-            lines.append(f"  {'ok' if f.ok else 'PROBLEM':8} {f.check}: {f.detail}")
+            label = "note" if f.note else "ok" if f.ok else "PROBLEM"
+            lines.append(f"  {label:8} {f.check}: {f.detail}")
             if f.fix:
-                lines.append(f"           fix: {f.fix}")
+                lines.append(f"           {'how' if f.note else 'fix'}: {f.fix}")
         problems = sum(not f.ok for f in self.findings)
         lines.append("healthy" if not problems else f"{problems} problem{'s' * (problems > 1)} found")
         return "\n".join(lines)
@@ -109,7 +123,36 @@ def diagnose(settings: Settings) -> Diagnosis:
         _keyword_index(store, ids, report, settings)
     except AssistantError as exc:
         report.problem("reads", _plain(exc, report.store), _rebuild(settings))
+        return report
+    if (advice := reingest_advice(store.model_id, len({i.rpartition("#")[0] for i in ids}))) is not None:
+        report.advise("stronger model", *advice)
     return report
+
+
+def reingest_advice(model_id: str, papers: int) -> tuple[str, str] | None:
+    """Say what re-ingesting a MiniLM store of `papers` with EmbeddingGemma would cost and buy.
+
+    None for another model's store or one under `ADVISE_FROM` papers.
+    """
+    from assistant.embeddings.gemma import BUILD_COMMAND
+
+    if model_id != store_id("minilm") or papers < ADVISE_FROM:
+        return None
+    detail = (
+        f"{papers:,} papers embedded with MiniLM. EmbeddingGemma (opt-in) finds more (SciFact nDCG@10 "
+        "0.784 dense against MiniLM's 0.645, ../shared/MODELS.md; LitSearch recall@5 0.721 against "
+        f"0.681 fused, issue #27) but re-embedding them would take ~{_duration(papers / GEMMA_PAPERS_PER_S)}"
+        f" on 2 idle cores ({GEMMA_PAPERS_PER_S:g} papers/s; MiniLM took ~"
+        f"{_duration(papers / MINILM_PAPERS_PER_S)} at {MINILM_PAPERS_PER_S:g}/s), plus a one-time build "
+        "(1.15 GB download, ~21 min) and ~100 ms more per question"
+    )
+    how = f"build it once (`{BUILD_COMMAND}`), then `assistant ingest SOURCE --config embeddinggemma`"
+    return detail, how
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def repair(settings: Settings, report: Diagnosis) -> list[str]:
