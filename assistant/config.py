@@ -120,6 +120,14 @@ class RetrievalSettings(Section):
         "BM25 variant (bm25s); a k1, b or variant not indexed yet builds its keyword index once",
         "ASSISTANT_BM25_METHOD",
     )
+    question_dense_shift: float = setting(
+        0.0,
+        "added to dense_weight for a question or request (a '?', 'what', 'how', 'find'..., scaffolding), "
+        "not for a claim, a title or keywords",
+        "ASSISTANT_QUESTION_DENSE_SHIFT",
+        ge=-1,
+        le=1,
+    )
     rrf_k: float = setting(60.0, "reciprocal_rerank: k in 1 / (k + rank)", "ASSISTANT_RRF_K", gt=0, le=1000)
     feedback_papers: int = setting(
         0,

@@ -367,3 +367,37 @@ def test_other_bm25_parameters_get_their_own_keyword_index(
     # The default index is untouched: the default settings still find what they found.
     again = Assistant(settings, embed_model=embed).retrieve(question, top_k=10, retriever="bm25")
     assert ids(again) == ids(default)
+
+
+@pytest.mark.parametrize(
+    ("text", "asking"),
+    [
+        ("What is CheckList?", True),
+        ("How can reinforcement learning improve medical diagnosis", True),
+        ("Provide me with some recent papers on graph neural networks.", True),
+        ("I am looking for work on sparse attention", True),
+        ("Taxation of sugar-sweetened beverages had no effect on obesity.", False),  # a claim
+        ("sparse attention kernels", False),  # keywords
+        ("Why Are You Wrong? Counterfactual Explanations for Language Grounding", False),  # a title pasted in
+    ],
+)
+def test_questions_and_requests_are_told_from_claims_titles_and_keywords(text: str, asking: bool) -> None:
+    from assistant.retrieve.feedback import is_request
+
+    assert is_request(text) is asking
+
+
+def test_question_dense_shift_moves_questions_only(head200: Assistant) -> None:
+    question, statement = (
+        "Which papers study superconductivity in thin films?",
+        "superconductivity in thin films",
+    )
+    dense = {q: ids(head200.retrieve(q, top_k=5, retriever="dense")) for q in (question, statement)}
+    hybrid = ids(head200.retrieve(statement, top_k=5))
+    retrieval = head200.settings.retrieval
+    retrieval.question_dense_shift = 0.7  # 0.3 + 0.7: a question is ranked by the dense side alone
+    try:
+        assert ids(head200.retrieve(question, top_k=5)) == dense[question]
+        assert ids(head200.retrieve(statement, top_k=5)) == hybrid != dense[statement]
+    finally:
+        retrieval.question_dense_shift = 0.0

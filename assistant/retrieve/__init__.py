@@ -21,7 +21,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from assistant.config import RetrievalSettings
 from assistant.errors import InputError
-from assistant.retrieve.feedback import keyword_query, rm3, rocchio
+from assistant.retrieve.feedback import is_request, keyword_query, rm3, rocchio
 from assistant.retrieve.fusion import fuse
 from assistant.schema import Passage
 from assistant.sources.ids import normalize_id
@@ -161,7 +161,10 @@ class Retrieval:
         config = self.settings
         vector = self.embed_model.get_query_embedding(query)
         terms = keyword.query_terms(keyword_query(query, config.strip_scaffolding))
-        search = _Search(self, kind, selection, top_k * OVERFETCH, query)
+        dense_weight = config.dense_weight
+        if config.question_dense_shift and is_request(query):
+            dense_weight = min(1.0, max(0.0, dense_weight + config.question_dense_shift))
+        search = _Search(self, kind, selection, top_k * OVERFETCH, query, dense_weight)
         hits = search.run(vector, terms)
         m = config.feedback_papers
         if m and hits and (config.rm3_weight or config.rocchio_weight):
@@ -260,19 +263,26 @@ class _Search:
     selection: tuple[Any, dict[str, Any] | None, np.ndarray | None]
     n: int
     query: str
+    dense_weight: float
+    _dense_hits: tuple[list[float], list[NodeWithScore]] | None = None
 
     def run(self, vector: Sequence[float], terms: dict[str, float]) -> list[NodeWithScore]:
         """Return the fused chunks for this query vector and these weighted BM25 terms, best first."""
         index, where, mask = self.selection
-        config, rankings, weights = self.retrieval.settings, [], []
+        config, rankings, weights = self.retrieval.settings, [], []  # type: ignore[var-annotated]
         if self.kind in ("dense", "hybrid"):
-            bundle = QueryBundle(self.query, embedding=list(vector))
-            rankings.append(self.retrieval._dense(self.n, where).retrieve(bundle))
-            weights.append(config.dense_weight)
+            vector = list(vector)
+            if (
+                self._dense_hits is None or self._dense_hits[0] != vector
+            ):  # a second search, same vector: reused
+                bundle = QueryBundle(self.query, embedding=vector)
+                self._dense_hits = (vector, self.retrieval._dense(self.n, where).retrieve(bundle))
+            rankings.append([NodeWithScore(node=h.node, score=h.score) for h in self._dense_hits[1]])
+            weights.append(self.dense_weight)
         if index is not None and self.kind in ("bm25", "hybrid"):
             bm25 = keyword.KeywordRetriever(self.retrieval.store, index, self.n, mask, terms)
             rankings.append(bm25.retrieve(QueryBundle(self.query)))
-            weights.append(1 - config.dense_weight)
+            weights.append(1 - self.dense_weight)
         if len(rankings) == 1:
             return rankings[0]
         return fuse(rankings, weights, config.fusion, rrf_k=config.rrf_k)[: self.n]

@@ -71,6 +71,27 @@ def keyword_query(question: str, strip: str = "phrases") -> str:
     return text if keyword.stems(text) else question
 
 
+# How a question or a request begins (a claim or a title rarely does).
+_ASKING = re.compile(
+    r"^\s*(?:what|which|who|how|why|when|where|is|are|was|were|do|does|did|can|could|should|would|"
+    r"please|provide|show|give|list|find|recommend|suggest|search)\b",
+    re.IGNORECASE,
+)
+
+
+_WORD = re.compile(r"\b[^\W\d_]{4,}")
+
+
+def is_request(question: str) -> bool:
+    """Return whether `question` asks (a question mark, an interrogative or request opening, scaffolding)
+    rather than states or names a topic (a claim, keywords, a title: "Why Are You Wrong? ...", written
+    in title case, is a title pasted in, not a question)."""
+    words = _WORD.findall(question)
+    if len(words) >= 3 and sum(w[0].isupper() for w in words) >= 0.7 * len(words):
+        return False
+    return "?" in question or bool(_ASKING.match(question)) or any(p.search(question) for p in SCAFFOLDING)
+
+
 def rm3(
     terms: Mapping[str, float],
     texts: Sequence[str],
