@@ -26,6 +26,7 @@ HOSTED_BUDGET = (400, 1500)
 # Most papers one question may retrieve, wherever it comes from (a flag, the API, the page).
 MAX_TOP_K = 100
 RERANK_KINDS = ("none", "sentences", "llm")
+VERIFIERS = ("auto", "local", "answerer", "none")
 
 
 def setting(default: Any, description: str, env: str, **limits: Any) -> Any:
@@ -206,13 +207,36 @@ class AnswerSettings(Section):
         ge=0,
         le=2,
     )
-    min_support: float = setting(
-        0.52,
-        "an answer sentence whose best cosine to a sentence of the passages it cites is below this is "
-        "withheld as unsupported",
-        "ASSISTANT_MIN_SUPPORT",
-        ge=-1,
+    verifier: str = setting(
+        "auto",
+        "who judges that each answer sentence is entailed by the abstract it cites: auto (the hosted "
+        "answerer when one answers, else the bundled local model), local, answerer (whatever --llm "
+        "names), none (sentences are shown unchecked, and every answer says so)",
+        "ASSISTANT_VERIFIER",
+    )
+    min_entailment: float = setting(
+        0.5,
+        "a sentence is shown only when the judge's probability that its cited abstract entails it is "
+        "at least this",
+        "ASSISTANT_MIN_ENTAILMENT",
+        ge=0,
         le=1,
+    )
+    min_answerable: float = setting(
+        0.5,
+        "the model is asked only when the judge's probability that the best passages answer the "
+        "question is at least this; below, the answer is the refusal",
+        "ASSISTANT_MIN_ANSWERABLE",
+        ge=0,
+        le=1,
+    )
+    judge_sentences: int = setting(
+        2,
+        "sentences of the cited abstract the judge sees: those sharing most words with the sentence "
+        "judged; 0 = the whole abstract",
+        "ASSISTANT_JUDGE_SENTENCES",
+        ge=0,
+        le=50,
     )
     threads: int = setting(
         2, "CPU threads of an in-process llama.cpp model; 0 = its default", "ASSISTANT_LLM_THREADS", ge=0
@@ -226,6 +250,13 @@ class AnswerSettings(Section):
     max_question_chars: int = setting(
         2000, "longest question accepted", "ASSISTANT_MAX_QUESTION_CHARS", ge=10
     )
+
+    @field_validator("verifier")
+    @classmethod
+    def _known_verifier(cls, value: str) -> str:
+        if value not in VERIFIERS:
+            raise ValueError(f"use one of: {', '.join(VERIFIERS)}")
+        return value
 
     @field_validator("max_tokens", "max_context_tokens")
     @classmethod

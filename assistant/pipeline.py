@@ -14,7 +14,7 @@ from assistant.embeddings import MiniLMEmbedding, SentenceCache, default_embeddi
 from assistant.embeddings import resolve as resolve_embedding
 from assistant.errors import StoreError
 from assistant.ingest import Ingester, bundled_corpus
-from assistant.llms import Backend, resolve
+from assistant.llms import Backend, resolve, resolve_judge
 from assistant.retrieve import Filters, Retrieval
 from assistant.retrieve.condense import condense
 from assistant.retrieve.limits import (
@@ -60,6 +60,7 @@ class Assistant:
         embedding = self.settings.embedding
         # Resolved first: a bad `--llm`, `--embedding` or `--rerank` fails before anything slow is loaded.
         self._backend = backend or resolve(self.settings.answer)
+        self.judge = resolve_judge(self.settings.answer, self._backend)
         choice = resolve_embedding(self.settings)
         self.reranker = Reranker(
             self.settings.retrieval.rerank, backend=self._backend, timeout=embedding.timeout
@@ -225,6 +226,8 @@ class Assistant:
             embed_model=sentences,
             settings=self.settings.answer,
             min_score=self.min_score(search.retriever),
+            judge=self.judge,
+            abstract=lambda arxiv_id: stored_paper(self.store, arxiv_id).abstract,
             query=query,
             clock=clock,
         )

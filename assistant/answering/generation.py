@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from llama_index.core.base.llms.types import ChatMessage
@@ -14,17 +14,21 @@ from assistant.answering.context import build_messages, select_context
 from assistant.answering.extractive import extractive_answer
 from assistant.answering.grammar import answer_grammar
 from assistant.answering.stream import SentenceStream
-from assistant.answering.support import check_support, recite, unmentioned_names
+from assistant.answering.support import check_support, closest_papers, recited
+from assistant.answering.verify import RECITE_CANDIDATES, Verifier, abstracts
 from assistant.config import AnswerSettings
 from assistant.embeddings import TextEncoder
 from assistant.inert import safe
 from assistant.llms import Backend, prompts
+from assistant.llms.judge import Judge, JudgeError
 from assistant.llms.prompts import NOT_FOUND
-from assistant.retrieve.sentences import SentenceScores, sentences
+from assistant.retrieve.sentences import Scored, SentenceScores, sentences
 from assistant.schema import Answer, Passage, Sentence
 from assistant.sources.citations import parse_citations, verify
 
 MIN_CLAIM_CHARS = 20
+# Sentences (closest to the question first) the judge reads to say whether the passages answer it.
+ANSWERABLE_SENTENCES = 4
 PAPER_RATIO = 0.8  # bench questions: off-answer papers' best sentences scored 0.53-0.74 of the best
 # A local model held to the answer grammar that starts so is writing the refusal: no need to wait for it.
 REFUSAL_START = NOT_FOUND[: len("The indexed abstracts")]
@@ -88,7 +92,7 @@ class Draft:
     context_ids: list[str]  # the passages the model was shown, the only ids its grammar allows
     scores: SentenceScores
     embed_model: TextEncoder
-    min_support: float
+    verifier: Verifier | None  # None: nobody judges entailment (the answer says so)
     question: str
     sentences: list[Sentence] = field(default_factory=list)  # shown
     unsupported: list[Sentence] = field(default_factory=list)  # withheld
@@ -110,35 +114,18 @@ class Draft:
         return self.keep(ids_to_markers(raw))
 
     def keep(self, draft: str) -> str | None:
-        """Verify one sentence's citations and support; return the text to show, or None to withhold it."""
+        """Verify one sentence's citations, exact checks and entailment; return the text to show, or None."""
         self.proposed.extend(i for i in parse_citations(draft) if i not in self.proposed)
         checked = verify(draft, self.retrieved)
         self.dropped.extend(i for i in checked.dropped if i not in self.dropped)
         if not checked.text:
             return None
-        sentence = check_support(
-            checked.text,
-            checked.citations,
-            self.scores,
-            self.embed_model,
-            min_support=self.min_support,
-            question=self.question,
-        )
+        sentence = self._checked(checked.text, checked.citations)
         if not sentence.supported:
             # A sentence whose every source was invented is not re-cited: the model made up where it
             # came from (a prompt injection asks for just that), so what it says is not taken up.
             invented = bool(checked.dropped) and not checked.citations
-            fixed = (
-                None
-                if invented
-                else recite(
-                    sentence,
-                    self.scores,
-                    self.embed_model,
-                    min_support=self.min_support,
-                    question=self.question,
-                )
-            )
+            fixed = None if invented else self._other_source(sentence)
             if fixed is None:
                 self.uncited |= not checked.citations and len(checked.text) >= MIN_CLAIM_CHARS
                 self.unsupported.append(sentence)
@@ -151,6 +138,29 @@ class Draft:
             sentence = fixed
         self.sentences.append(sentence)
         return sentence.text if len(self.sentences) == 1 else f" {sentence.text}"
+
+    def _checked(self, text: str, citations: Sequence[str]) -> Sentence:
+        """Run the exact checks, then (if they pass and someone judges) the entailment judgement."""
+        sentence = check_support(text, citations, self.scores, self.embed_model, question=self.question)
+        if not sentence.supported or self.verifier is None:
+            return sentence
+        try:
+            return self.verifier.judged(sentence)
+        except JudgeError as exc:  # no sentence may be shown as checked that was not
+            raise _Failure(str(exc)) from None
+
+    def _other_source(self, sentence: Sentence) -> Sentence | None:
+        """Return `sentence` cited to another retrieved paper the judge says entails it, if one does."""
+        if self.verifier is None:
+            return None
+        skip = sentence.citations
+        for arxiv_id in closest_papers(sentence.text, self.scores, self.embed_model, skip)[
+            :RECITE_CANDIDATES
+        ]:
+            moved = self._checked(recited(sentence, arxiv_id), [arxiv_id])
+            if moved.supported:
+                return moved
+        return None
 
     @property
     def text(self) -> str:
@@ -219,26 +229,42 @@ def stream_answer(
     embed_model: TextEncoder,
     settings: AnswerSettings,
     min_score: float,
+    judge: Judge | None = None,
+    abstract: Callable[[str], str] | None = None,
     query: str | None = None,
     clock: Clock | None = None,
 ) -> Iterator[str | Answer]:
     """Yield the answer's checked sentences as they are ready, then the `Answer` they add up to.
 
     `query` is the stand-alone form of a follow-up `question`; the passages were retrieved for it and
-    `scores` holds their sentences scored against it. Refusals are decided by evidence: nothing
-    relevant -> the refusal at once; a local model that refuses although a sentence reaches
-    `min_score + settings.strong_margin` is asked again, constrained to answer. A sentence its cited
-    passages do not support is withheld (`Answer.unsupported`).
+    `scores` holds their sentences scored against it; `abstract` returns a paper's whole abstract. Nothing relevant (MiniLM cosine, a cheap first
+    cut) -> the refusal at once. With a `judge`: the model is asked only when the judge says the best
+    passages answer the question, a local model's refusal then is retried constrained to answer, and
+    each sentence is shown only when the judge says the abstract it cites entails it. Without one,
+    strong evidence (`min_score + settings.strong_margin`) decides the retry, sentences pass the exact
+    checks only, and the answer says they were not judged.
     """
     query = query or question
     clock = clock or Clock(time.perf_counter())
     retrieved = {p.arxiv_id for p in passages}
     relevant = scores.relevant(min_score)
+    verifier = (
+        Verifier(
+            judge,
+            settings.min_entailment,
+            settings.judge_sentences,
+            abstracts(passages, abstract),
+        )
+        if judge is not None
+        else None
+    )
+    judged_by = "extractive" if backend.extractive else judge.name if judge else "none"
 
     def package(text: str, who: str, draft: Draft | None = None, warnings: Sequence[str] = ()) -> Answer:
         clock.mark("first_token_s")
         clock.mark("total_s")
         checked = draft.sentences if draft else []
+        unchecked = [prompts.UNCHECKED] if checked and judged_by == "none" else []
         return Answer(
             question=question,
             text=text,
@@ -248,15 +274,16 @@ def stream_answer(
             dropped_citations=draft.dropped if draft else [],
             grounded=not (draft and draft.uncited) and not uncited_claims(text),
             # One line per kind and paper, however many sentences it concerns.
-            warnings=list(dict.fromkeys([*(draft.notes if draft else []), *warnings])),
+            warnings=list(dict.fromkeys([*(draft.notes if draft else []), *warnings, *unchecked])),
             sentences=checked,
             unsupported=draft.unsupported if draft else [],
             proposed_citations=draft.proposed if draft else [],
             timings=dict(clock.timings),
+            verifier="extractive" if who == "extractive" else judged_by,
         )
 
     def extractive(warnings: Sequence[str] = ()) -> Iterator[str | Answer]:
-        draft = new_draft()
+        draft = Draft(retrieved, [], scores, embed_model, None, query)  # verbatim sentences: no judge
         for sentence in extractive_answer(
             relevant, min_score=min_score, max_sentences=settings.max_sentences
         ):
@@ -265,7 +292,7 @@ def stream_answer(
         yield package(draft.text or NOT_FOUND, "extractive", draft, warnings)
 
     def new_draft(context_ids: Sequence[str] = ()) -> Draft:
-        return Draft(retrieved, list(context_ids), scores, embed_model, settings.min_support, query)
+        return Draft(retrieved, list(context_ids), scores, embed_model, verifier, query)
 
     if not relevant:  # no passage clears the relevance threshold: refuse without spending model time
         yield package(NOT_FOUND, backend.name)
@@ -280,33 +307,51 @@ def stream_answer(
         max_tokens=settings.context_tokens(local=not backend.hosted),
         paper_ratio=0.0 if backend.hosted else PAPER_RATIO,
     )
-    messages = build_messages(query, context, hosted=backend.hosted)
     top = scores.top()
     strong_at = min_score + settings.strong_margin
-    # A refusal stands when the question names something no relevant passage mentions ("... on
-    # ImageNet?"): however close a sentence is, the detail asked about is not stated.
-    relevant_texts = [
-        f"{passages[r].title or ''} {passages[r].text}" for r in sorted({i.rank for i in relevant})
-    ]
-    strong = top >= strong_at and not unmentioned_names(query, relevant_texts)
+    strong = top >= strong_at
+    answerable = 0.0
+    if judge is not None:
+        try:
+            answerable = judge.answerable(query, answerable_evidence(relevant))
+        except JudgeError as exc:
+            notice = prompts.FALLBACK_NOTICE.format(backend=judge.name, reason=safe(str(exc), one_line=True))
+            yield from extractive([notice])
+            return
+        clock.mark("answerable_s")
+        if answerable < settings.min_answerable:
+            yield package(
+                NOT_FOUND,
+                backend.name,
+                warnings=[
+                    prompts.NOT_ANSWERABLE.format(
+                        judge=judge.name, p=answerable, least=settings.min_answerable
+                    )
+                ],
+            )
+            return
+        strong = True  # the judge found the answer in the passages: a refusal is not accepted
+    messages = build_messages(query, context, hosted=backend.hosted)
     warnings: list[str] = []
     draft = new_draft(context.ids())
     try:
         yield from _generate(backend, messages, draft, clock)
         if draft.refused and not draft.sentences and strong:
             action = prompts.RETRIED if local else prompts.EXTRACTED
-            warnings.append(
-                prompts.REFUSAL_OVERRIDDEN.format(
-                    backend=backend.name, similarity=top, strong=strong_at, action=action
-                )
+            why = (
+                prompts.JUDGED_ANSWERABLE.format(judge=judge.name, p=answerable)
+                if judge is not None
+                else prompts.CLOSE_SENTENCE.format(similarity=top, strong=strong_at)
             )
+            warnings.append(prompts.REFUSAL_OVERRIDDEN.format(backend=backend.name, why=why, action=action))
             if not local:
                 yield from extractive(warnings)
                 return
             # Constrained to answer from the strong evidence only: the papers whose sentences reached it.
             best = scores.best()
+            floor = min(strong_at, max(best.values(), default=0.0))
             strong_context = select_context(
-                [i for i in relevant if best[i.rank] >= strong_at],
+                [i for i in relevant if best[i.rank] >= floor],
                 passages,
                 max_tokens=settings.context_tokens(local=True),
                 paper_ratio=PAPER_RATIO,
@@ -334,3 +379,9 @@ def stream_answer(
         yield package(NOT_FOUND, backend.name, draft, warnings)
         return
     yield package(draft.text, backend.name, draft, warnings)
+
+
+def answerable_evidence(relevant: Sequence[Scored], count: int = ANSWERABLE_SENTENCES) -> str:
+    """Return the `count` sentences closest to the question, labelled by paper, for the judge."""
+    best = sorted(relevant, key=lambda item: -item.similarity)[:count]
+    return " ".join(f"[{item.passage.arxiv_id}] {item.sentence}" for item in best)

@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         help="who writes the answer: auto, extractive, local, llamacpp:PATH, openai:MODEL, "
         "openai-compatible:MODEL@URL, ollama:MODEL ($ASSISTANT_LLM)",
     )
+    answering.add_argument(
+        "--verifier",
+        metavar="WHO",
+        help="who judges that each sentence's cited abstract entails it: auto, local, answerer, none "
+        "($ASSISTANT_VERIFIER; eval --claims takes several, comma-separated)",
+    )
 
     ask = commands.add_parser(
         "ask", parents=[common, search, reranking, answering], help="answer one question with cited sources"
@@ -149,7 +155,16 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common, reranking, answering],
         help="score retrieval (and answers) on your test questions",
     )
-    evaluation.add_argument("questions", metavar="QUESTIONS.jsonl", type=Path, help="JSON lines of questions")
+    evaluation.add_argument(
+        "questions", metavar="QUESTIONS.jsonl", type=Path, nargs="?", help="JSON lines of questions"
+    )
+    evaluation.add_argument(
+        "--claims",
+        metavar="FILE",
+        type=Path,
+        help='instead: score the answer gate on labelled claims, JSON lines of {"question": ..., '
+        '"claim": "... [arXiv:ID]", "supported": true|false}',
+    )
     evaluation.add_argument(
         "--retriever",
         dest="scored",  # not `retriever`: "all" is no setting value

@@ -49,11 +49,14 @@ HOSTED_USER_PROMPT = _USER_PROMPT.format(length="in a short paragraph")
 
 # One line on stderr and in `Answer.warnings` when a generative backend fails mid-answer.
 FALLBACK_NOTICE = "{backend} failed ({reason}); answered with the extractive answerer instead"
-# The model refused although an abstract sentence is close to the question (`answer.strong_evidence`).
-REFUSAL_OVERRIDDEN = (
-    "{backend} declined, but an abstract sentence matches the question closely ({similarity:.2f} >= "
-    "{strong:.2f}); {action}"
-)
+# The model refused although the judge (or, with none, a close sentence) says the passages answer.
+REFUSAL_OVERRIDDEN = "{backend} declined, but the passages answer the question ({why}); {action}"
+JUDGED_ANSWERABLE = "the judge {judge}: {p:.2f}"
+CLOSE_SENTENCE = "an abstract sentence matches it closely: {similarity:.2f} >= {strong:.2f}"
+# The judge read the best passages and found no answer: the model is not asked.
+NOT_ANSWERABLE = "the judge {judge} found no answer in the best passages ({p:.2f} < {least:.2f})"
+# verifier = none, or auto with no model to judge: said in every answer that shows generated sentences.
+UNCHECKED = "no model judged whether the cited abstracts entail these sentences (verifier none)"
 RETRIED = "asked it again, constrained to answer"
 RETRY_FAILED = "{backend}'s constrained answer had no usable sentence; answered with the extractive answerer"
 EXTRACTED = "answered with the extractive answerer instead"

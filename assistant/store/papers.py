@@ -56,8 +56,14 @@ def join_chunks(texts: Sequence[str]) -> str:
 
 
 def stored_paper(store: Store, raw_id: str) -> Paper:
-    """Return the stored record of a paper: its metadata and whole abstract."""
-    chunks = _chunks(store, check_id(raw_id), embeddings=False)
+    """Return the stored record of a paper: its metadata and whole abstract.
+
+    An id that is not arXiv's form is looked up as given when the store holds it (a corpus with ids
+    of its own, such as SciFact's); otherwise it is the usual one-line error.
+    """
+    given = normalize_id(raw_id) if isinstance(raw_id, str) else ""
+    arxiv_id = given if given and not is_arxiv_id(given) and store.fingerprints([given]) else check_id(raw_id)
+    chunks = _chunks(store, arxiv_id, embeddings=False)
     return paper_from_metadata(chunks[0]["metadata"], join_chunks([c["document"] for c in chunks]))
 
 

@@ -1,0 +1,39 @@
+"""A deterministic judge for the answer gate's wiring tests."""
+
+from __future__ import annotations
+
+import re
+
+from assistant.llms.judge import ANSWERABLE_SYSTEM, Judge, JudgeError
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _words(text: str) -> set[str]:
+    """Content words cut to six letters: "simulated" and "simulate" are one word here."""
+    return {w[:6] for w in _WORD.findall(text.lower()) if len(w) >= 4}
+
+
+class WordJudge(Judge):
+    """Says "entailed" when the evidence holds every content word of the claim; scripted answerability.
+
+    A stand-in with a rule anyone can predict, so a test can tell which sentence the gate should show;
+    `fail=True` makes every judgement fail as an unreachable judge would.
+    """
+
+    def __init__(self, answerable: float = 0.9, *, fail: bool = False) -> None:
+        self.name = "word-judge"
+        self.answerable_p = answerable
+        self.fail = fail
+        self.calls: list[str] = []
+
+    def yes_probability(self, system: str, user: str) -> float:
+        """Return 0.95 / 0.05 by the word rule, or the scripted answerability."""
+        self.calls.append(user)
+        if self.fail:
+            raise JudgeError("the judge word-judge failed: connection refused")
+        if system == ANSWERABLE_SYSTEM:
+            return self.answerable_p
+        evidence, _, claim = user.partition("\n\nClaim: ")
+        claim = claim.split("\n\n")[0]
+        return 0.95 if _words(claim) <= _words(evidence) else 0.05
