@@ -1,4 +1,5 @@
-# Set-up and checks. `make run` starts the web chat on the bundled abstracts; `make test` runs the tests.
+# Set-up and checks. `make run` starts the web chat on the bundled abstracts; `make test` runs the tests
+# (tests/test_docs.py among them: `mkdocs build --strict` of the documentation site).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
@@ -15,7 +16,7 @@ GGML_FEATURES := $(foreach pair,$(GGML_PAIRS),$(if $(filter $(word 1,$(subst :, 
 	-DGGML_$(word 2,$(subst :, ,$(pair)))=ON))
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF $(if $(filter amx_int8,$(CPU_FLAGS)),-DGGML_NATIVE=OFF $(GGML_FEATURES))
 
-.PHONY: run install dev chromium test test-fast test-ray fuzz lint format bench-retrieval bench-ingest bench-llm \
+.PHONY: run install dev chromium test test-fast test-ray fuzz lint format docs bench-retrieval bench-ingest bench-llm \
 	bench-answers bench-load bench-ingest-latency bench-scale clean-store gemma-build test-gemma bench-gemma
 
 $(PY):
@@ -84,6 +85,11 @@ lint: dev
 format: dev
 	$(VENV)/bin/ruff format assistant tests bench
 	$(VENV)/bin/ruff check --fix assistant tests bench
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or a page left out
+# of the nav fails, as in `make test`.
+docs: dev
+	$(VENV)/bin/mkdocs build --strict
 
 # Benchmarks: long, and not part of `make test`. Data from ../shared/data or $ARXIV_DATA.
 bench-retrieval: dev

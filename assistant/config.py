@@ -15,12 +15,12 @@ from assistant.config_sources import describe, flatten, put, read_toml, resolve_
 from assistant.errors import ConfigError
 
 CONFIG_ENV = "ASSISTANT_CONFIG"
-# The store sizes the relevance thresholds were measured at (README "Knowing when not to answer"):
+# The store sizes the relevance thresholds were measured at (docs/measured.md "Knowing when not to answer"):
 # min_score_* on 2,000 papers, their growth up to 74,728; it is not extrapolated beyond.
 CALIBRATED_PAPERS = 2_000
 LARGEST_CALIBRATED = 75_000
 # (answer tokens, passage tokens) by backend unless set: a local CPU model pays ~10 ms per prompt token
-# before its first word (README "Answering with a language model"); hosted models write syntheses.
+# before its first word (docs/models.md "Answering with a language model"); hosted models write syntheses.
 LOCAL_BUDGET = (160, 200)
 HOSTED_BUDGET = (400, 1500)
 # Most papers one question may retrieve, wherever it comes from (a flag, the API, the page).
@@ -99,7 +99,7 @@ class RetrievalSettings(Section):
         "dist_based_score", "how hybrid fuses the dense and BM25 rankings", "ASSISTANT_FUSION"
     )
     # BM25 is the stronger ranking on arXiv abstracts (exact method names, datasets); an equal share
-    # let the weaker dense ranking outvote it (README "Retrieval benchmark": 0.3 calibrated there).
+    # let the weaker dense ranking outvote it (docs/measured.md "Retrieval": 0.3 calibrated there).
     dense_weight: float = setting(
         0.3,
         "dense ranking's share in hybrid fusion, BM25 gets the rest (score fusions only)",
@@ -120,7 +120,7 @@ class RetrievalSettings(Section):
         ge=1,
         le=100,
     )
-    # Relevance thresholds, calibrated per retriever (README "Knowing when not to answer"): a
+    # Relevance thresholds, calibrated per retriever (docs/measured.md "Knowing when not to answer"): a
     # passage counts only if one of its sentences has at least this cosine to the question.
     min_score_dense: float = setting(
         0.38, "decline below this best-sentence cosine (dense)", "ASSISTANT_MIN_SCORE_DENSE", ge=-1, le=1
@@ -198,7 +198,7 @@ class AnswerSettings(Section):
         ge=0,
         le=8000,
     )
-    # Calibrated on bench/questions/answers-dev.jsonl (README "Refusals decided by evidence").
+    # Calibrated on bench/questions/answers-dev.jsonl (docs/checking.md "How an answer is checked").
     strong_margin: float = setting(
         0.13,
         "evidence is strong when a sentence is this far above the relevance threshold (cosine): then a local "

@@ -73,7 +73,7 @@ def test_conversations_and_unanswerable_questions(seed_assistant: Assistant) -> 
         "unanswerable_declined",
     }
     assert hybrid["recall@5"] == 1.0 and hybrid["unanswerable_declined"] == 1.0
-    # Every answerable question's passages clear the threshold (README: lowest best sentence 0.40).
+    # Every answerable question's passages clear the threshold (docs/measured.md: lowest best sentence 0.40).
     assert hybrid["answerable_kept"] == 1.0
     assert all(r["retrieval_ms"] > 0 for r in report.per_question)
     follow_up = [r for r in report.per_question if r.get("turn") == 2 and r["retriever"] == "hybrid"]

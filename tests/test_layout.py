@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "assistant"
 
-# The stages in data-flow order (ARCHITECTURE.md, README "Design"): a module may import modules of
+# The stages in data-flow order (ARCHITECTURE.md, docs/design.md): a module may import modules of
 # its own stage and of earlier ones. The front ends come last, in the order they wrap each other:
 # `bibliography` formats what mcp, web and cli show; `web` serves the `mcp` tools from its own
 # server; `cli` starts `web`, `evaluate` and `doctor`; `__main__` runs `cli`. The front door

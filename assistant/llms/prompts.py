@@ -27,7 +27,7 @@ def _system_prompt(length_rule: str) -> str:
 
 # Fixed, so llama.cpp reuses its KV cache across questions: nothing question-specific goes here.
 SYSTEM_PROMPT = _system_prompt("Answer in one to three short sentences, in your own words.")
-# Hosted models have the room to compare papers (README "Answering with a language model").
+# Hosted models have the room to compare papers (docs/models.md "Answering with a language model").
 HOSTED_SYSTEM_PROMPT = _system_prompt(
     "Answer in a short paragraph of at most five sentences, in your own words; when several passages "
     "are relevant, say what each contributes and how they differ."
