@@ -237,10 +237,10 @@ def stream_answer(
     """Yield the answer's checked sentences as they are ready, then the `Answer` they add up to.
 
     `query` is the stand-alone form of a follow-up `question`; the passages were retrieved for it and
-    `scores` holds their sentences scored against it; `abstract` returns a paper's whole abstract. Nothing relevant (MiniLM cosine, a cheap first
-    cut) -> the refusal at once. With a `judge`: the model is asked only when the judge says the best
-    passages answer the question, a local model's refusal then is retried constrained to answer, and
-    each sentence is shown only when the judge says the abstract it cites entails it. Without one,
+    `scores` holds their sentences scored against it; `abstract` returns a paper's whole abstract.
+    Nothing relevant (MiniLM cosine, a cheap first cut) -> the refusal at once. With a `judge`: the
+    model is asked only when the judge says the best passages answer the question, a local model's
+    refusal then is retried constrained to answer, and each sentence is shown only when the judge says the abstract it cites entails it. Without one,
     strong evidence (`min_score + settings.strong_margin`) decides the retry, sentences pass the exact
     checks only, and the answer says they were not judged.
     """
