@@ -240,9 +240,10 @@ def stream_answer(
     `scores` holds their sentences scored against it; `abstract` returns a paper's whole abstract.
     Nothing relevant (MiniLM cosine, a cheap first cut) -> the refusal at once. With a `judge`: the
     model is asked only when the judge says the best passages answer the question, a local model's
-    refusal then is retried constrained to answer, and each sentence is shown only when the judge says the abstract it cites entails it. Without one,
-    strong evidence (`min_score + settings.strong_margin`) decides the retry, sentences pass the exact
-    checks only, and the answer says they were not judged.
+    refusal then is retried constrained to answer, and each sentence is shown only when the judge
+    says the abstract it cites entails it. Without one, strong evidence (`min_score +
+    settings.strong_margin`) decides the retry, sentences pass the exact checks only, and the answer
+    says they were not judged.
     """
     query = query or question
     clock = clock or Clock(time.perf_counter())
