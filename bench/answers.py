@@ -1,7 +1,7 @@
 """Answer quality and speed of the bundled local model: the previous answer path against this one, same run.
 
     python bench/answers.py                       # both paths, every question file, the local model
-    python bench/answers.py --baseline 020a5b5    # which commit is "previous" (default: before issue 16)
+    python bench/answers.py --baseline 020a5b5    # which commit is "previous" (default: before the judge)
     python bench/answers.py --grammar-cost        # also: generation speed with and without the grammar
 
 The previous path is that commit's `assistant/` package (taken with `git archive`, never checked out), run
@@ -30,8 +30,10 @@ QUESTIONS = [
     ROOT / "assistant" / "data" / "seed_questions.jsonl",
     ROOT / "bench" / "questions" / "answers-dev.jsonl",
     ROOT / "bench" / "questions" / "answers-heldout.jsonl",
+    # Written by a helper session that saw no answers, before the judge was tuned (2026-12-05).
+    ROOT / "bench" / "questions" / "answers-reworded.jsonl",
 ]
-BASELINE = "020a5b5"  # main before "Answers a researcher can trust" (issue 16)
+BASELINE = "c379b2b"  # main before "Answers you can check" (issue 25): MiniLM support and hand rules
 NOT_FOUND = "The indexed abstracts do not answer this question."
 _PASSAGE_LABEL = re.compile(r"\bPassage\s*\d", re.IGNORECASE)
 

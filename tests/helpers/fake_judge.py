@@ -15,7 +15,7 @@ def _words(text: str) -> set[str]:
 
 
 class WordJudge(Judge):
-    """Says "entailed" when the evidence holds every content word of the claim; scripted answerability.
+    """Says "entailed" when the evidence holds 80% of the claim's content words; scripted answerability.
 
     A stand-in with a rule anyone can predict, so a test can tell which sentence the gate should show;
     `fail=True` makes every judgement fail as an unreachable judge would.
@@ -36,4 +36,5 @@ class WordJudge(Judge):
             return self.answerable_p
         evidence, _, claim = user.partition("\n\nClaim: ")
         claim = claim.split("\n\n")[0]
-        return 0.95 if _words(claim) <= _words(evidence) else 0.05
+        words = _words(claim)
+        return 0.95 if len(words & _words(evidence)) >= 0.8 * len(words) else 0.05
