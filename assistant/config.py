@@ -214,8 +214,9 @@ class AnswerSettings(Section):
         "names), none (sentences are shown unchecked, and every answer says so)",
         "ASSISTANT_VERIFIER",
     )
+    # Chosen on bench/questions/claims-dev.jsonl (docs/measured.md "Answers you can check").
     min_entailment: float = setting(
-        0.5,
+        0.7,
         "a sentence is shown only when the judge's probability that its cited abstract entails it is "
         "at least this",
         "ASSISTANT_MIN_ENTAILMENT",
