@@ -1,6 +1,6 @@
 """Real servers for the benchmarks and the tests: a free 127.0.0.1 port, a bounded wait, always stopped.
 
-Here, not under tests/, because the benchmarks run them too (and never import the tests).
+In `harness/`, not under tests/ or bench/, because both use them and neither imports the other.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ def descendants() -> set[int]:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             parents[int(stat.parent.name)] = int(stat.read_text().rpartition(")")[2].split()[1])
-    found, frontier = set(), {os.getpid()}
+    found: set[int] = set()
+    frontier = {os.getpid()}
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
         found |= frontier

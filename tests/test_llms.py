@@ -19,7 +19,7 @@ from assistant.errors import ConfigError, LLMError
 from assistant.llms import VALID_FORMS, Backend, resolve
 from assistant.llms.llamacpp import LlamaCppChat, bundled_installed, llama_cpp_installed
 from assistant.llms.prompts import HOSTED_SYSTEM_PROMPT, NOT_FOUND, SYSTEM_PROMPT
-from bench.servers import free_port
+from harness.servers import free_port
 from tests.helpers.fake_llm import QueuedLLM, fake_backend
 from tests.helpers.models import QUESTION, RIGHT, smollm2_path
 from tests.helpers.settings import make_settings

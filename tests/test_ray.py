@@ -24,7 +24,7 @@ from assistant.pipeline import open_store
 from assistant.schema import Paper
 from assistant.sources import read_papers
 from assistant.store import Store
-from bench.servers import chroma, ray_cluster
+from harness.servers import chroma, ray_cluster
 from tests.helpers.cli import child_env, run
 from tests.helpers.records import paper_record, papers_file, write_kaggle
 from tests.helpers.settings import make_settings

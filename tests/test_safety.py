@@ -18,7 +18,7 @@ from assistant import Assistant
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import bundled_corpus
 from assistant.web.render import reply_markdown
-from bench.servers import free_port
+from harness.servers import free_port
 from tests.helpers.cli import run
 from tests.helpers.fake_llm import fake_backend
 from tests.helpers.servers import Scripted, stub_server
