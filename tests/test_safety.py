@@ -343,6 +343,8 @@ def no_server(monkeypatch: pytest.MonkeyPatch) -> type[FakeApp]:
     FakeApp.launched = {}
     monkeypatch.setattr(assistant.web.server, "Assistant", lambda settings: None)
     monkeypatch.setattr(assistant.web.server, "build", lambda bot, **_: FakeApp())
+    # Nothing listens: port 7860 may be in use on this machine (tests/test_serve.py checks ports).
+    monkeypatch.setattr(assistant.web.server, "check_port", lambda host, port: None)
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # must not widen what --host says
     monkeypatch.setenv("GRADIO_SHARE", "True")
     return FakeApp

@@ -1,7 +1,8 @@
 """Serving the web chat: who may reach it, launching Gradio (and its MCP server), nothing else.
 
-`serve` refuses to listen beyond this machine without a password, checks the MCP extra before
-anything slow loads, puts the MCP login in front of Gradio's MCP endpoints and lists only our tools.
+`serve` refuses to listen beyond this machine without a password, checks the MCP extra and the
+port (`access`) before anything slow loads, puts the MCP login in front of Gradio's MCP endpoints
+and lists only our tools.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from assistant.errors import ConfigError
 from assistant.mcp.login import MCP_PATH, McpLogin
 from assistant.mcp.tools import TOOLS
 from assistant.pipeline import Assistant
+from assistant.web.access import check_port
 from assistant.web.render import CSS
 from assistant.web.ui import build
 
@@ -75,25 +77,29 @@ def serve(
     credentials = check_exposure(host, auth, insecure)  # before anything slow is loaded
     if mcp:
         check_mcp_installed()
+    check_port(host, port)
     app = build(Assistant(settings), mcp=mcp)
     # Gradio's login does not cover its MCP endpoints: with a password, they ask for it too.
     middleware = [Middleware(McpLogin, credentials=credentials)] if mcp and credentials else []
-    app.launch(
-        server_name=host,
-        server_port=port,
-        share=False,
-        auth=credentials,
-        inbrowser=False,
-        quiet=True,
-        ssr_mode=False,
-        mcp_server=mcp,
-        enable_monitoring=False,
-        footer_links=["api"],
-        theme=THEME,
-        css=CSS,
-        app_kwargs={"middleware": middleware},
-        prevent_thread_lock=True,
-    )
+    try:
+        app.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            auth=credentials,
+            inbrowser=False,
+            quiet=True,
+            ssr_mode=False,
+            mcp_server=mcp,
+            enable_monitoring=False,
+            footer_links=["api"],
+            theme=THEME,
+            css=CSS,
+            app_kwargs={"middleware": middleware},
+            prevent_thread_lock=True,
+        )
+    except OSError:  # Gradio's own check: the port was taken while the models loaded
+        raise ConfigError(f"port {port} on {host} was taken meanwhile; give another --port") from None
     _only_our_tools(app)
     print(f"assistant: serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
     if mcp:
