@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -46,8 +47,18 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running(argv: Sequence[str], ready_url: str, log: Path, timeout: float, **popen: Any) -> Iterator[None]:
-    """Run `argv` (output to `log`) until `ready_url` answers 200; raise `ServerError` after `timeout` s."""
+def running(
+    argv: Sequence[str],
+    ready_url: str,
+    log: Path,
+    timeout: float,
+    context: ssl.SSLContext | None = None,
+    **popen: Any,
+) -> Iterator[None]:
+    """Run `argv` (output to `log`) until `ready_url` answers 200; raise `ServerError` after `timeout` s.
+
+    An https `ready_url` is checked with `context` (one that trusts the server's certificate).
+    """
     with log.open("wb") as out:
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, **popen)
     try:
@@ -56,7 +67,7 @@ def running(argv: Sequence[str], ready_url: str, log: Path, timeout: float, **po
             if proc.poll() is not None:
                 raise ServerError(f"{argv[:4]} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(ready_url, timeout=5) as response:
+                with urllib.request.urlopen(ready_url, timeout=5, context=context) as response:
                     if response.status == 200:
                         break
             except OSError:

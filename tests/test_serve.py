@@ -3,16 +3,28 @@ its own Host and Origin answered (DNS rebinding)."""
 
 from __future__ import annotations
 
+import base64
+import http.client
+import json
+import os
 import socket
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from harness.servers import free_port, running
 from tests.helpers.cli import child_env
 
-pytestmark = pytest.mark.slow  # real `assistant serve` processes
+LOGIN = ("ann", "s3cret pw")
+STARTUP_SECONDS = 120  # loading models on 2 shared cores; bounded all the same
 
 # `assistant ARGS`, then the heavy libraries it had loaded: a refusal must come before any of them.
 PROBE = """
@@ -38,6 +50,7 @@ def probe(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
 # --- the port, checked before anything slow loads -------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_port_in_use_is_one_line_before_any_model_loads(seed_store: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -51,15 +64,221 @@ def test_a_port_in_use_is_one_line_before_any_model_loads(seed_store: Path) -> N
     )
 
 
+@pytest.mark.slow
 def test_a_port_out_of_range_is_one_line(seed_store: Path) -> None:
     out = probe("serve", "--store", str(seed_store), "--port", "99999")
     assert (out.returncode, out.stdout) == (1, "\n"), out.stderr
     assert out.stderr == "assistant: error: --port 99999: give a port from 1 to 65535\n"
 
 
+@pytest.mark.slow
 def test_an_address_not_of_this_machine_is_one_line(seed_store: Path) -> None:
     # 192.0.2.0/24 is TEST-NET-1: never assigned, so never an address of this machine.
     out = probe("serve", "--store", str(seed_store), "--host", "192.0.2.7", "--insecure")
     assert (out.returncode, out.stdout) == (1, "\n"), out.stderr
     assert out.stderr.startswith("assistant: error: cannot listen on 192.0.2.7:7860 (")
     assert out.stderr.count("\n") == 1 and "give another --host" in out.stderr
+
+
+# --- the login from a file (or the environment), and TLS -------------------------------------
+
+
+def login_file(path: Path, text: str = ":".join(LOGIN) + "\n", mode: int = 0o600) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key, and that key: made here, valid for a day."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "arxiv-assistant test")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert, private = folder / "cert.pem", folder / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    private.chmod(0o600)
+    return cert, private
+
+
+def serve_env() -> dict[str, str]:
+    """A served chat's environment: extractive answers, no developer or Gradio settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "GRADIO_", "OPENAI_"))}
+    return env | {"ASSISTANT_LLM": "extractive", "PYTHONPATH": child_env()["PYTHONPATH"]}
+
+
+@pytest.fixture(scope="module")
+def tls_server(seed_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    """`assistant serve --mcp --auth-file F --ssl-certfile C --ssl-keyfile K`; yields its URL and a
+    TLS context that trusts only its certificate."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = self_signed(folder)
+    port = free_port()
+    argv = [sys.executable, "-m", "assistant", "serve", "--store", str(seed_store), "--port", str(port)]
+    argv += ["--mcp", "--auth-file", str(login_file(folder / "login")), "--ssl-certfile", str(cert)]
+    argv += ["--ssl-keyfile", str(key)]
+    context = ssl.create_default_context(cafile=str(cert))
+    url = f"https://127.0.0.1:{port}/"
+    with running(argv, url, folder / "serve.log", STARTUP_SECONDS, context=context, env=serve_env()):
+        yield url, context
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def sign_in(url: str, context: ssl.SSLContext, user: str, password: str) -> int:
+    """POST the page's login form; return the HTTP status (200 signed in, 400 refused)."""
+    form = urllib.parse.urlencode({"username": user, "password": password}).encode()
+    try:
+        with urllib.request.urlopen(url + "login", data=form, timeout=60, context=context) as response:
+            assert response.headers.get_all("Set-Cookie"), "signed in without a session cookie"
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return int(refused.code)
+
+
+@pytest.mark.slow
+def test_the_login_from_a_file_is_asked_over_tls(tls_server: tuple[str, Any]) -> None:
+    url, context = tls_server
+    # TLS with the certificate made above (the context trusts nothing else), and nothing in clear text.
+    with urllib.request.urlopen(url, timeout=60, context=context) as page:
+        assert page.status == 200
+    with pytest.raises((OSError, http.client.HTTPException)):
+        urllib.request.urlopen(url.replace("https://", "http://"), timeout=30).read()
+    # The login is the one in the file: the page's, the API's and the MCP server's.
+    assert sign_in(url, context, "ann", "wrong") == 400
+    assert sign_in(url, context, *LOGIN) == 200
+    mcp = url + "gradio_api/mcp/schema"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(mcp, timeout=60, context=context)
+    assert refused.value.code == 401
+    request = urllib.request.Request(mcp, headers=basic(*LOGIN))
+    with urllib.request.urlopen(request, timeout=60, context=context) as schema:
+        assert "get_paper" in schema.read().decode()
+    from gradio_client import Client
+
+    with pytest.raises(Exception, match="(?i)login|credentials|unauthori"):
+        Client(url, verbose=False, ssl_verify=False).predict("2007.05105", api_name="/get_paper")
+    client = Client(url, auth=LOGIN, verbose=False, ssl_verify=False)
+    assert json.loads(client.predict("2007.05105", api_name="/get_paper"))["arxiv_id"] == "2007.05105"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604], ids=["0644", "0640", "0604"])
+def test_a_login_file_others_can_read_is_refused(seed_store: Path, tmp_path: Path, mode: int) -> None:
+    path = login_file(tmp_path / "login", mode=mode)
+    out = probe("serve", "--store", str(seed_store), "--port", str(free_port()), "--auth-file", str(path))
+    assert (out.returncode, out.stdout) == (1, "\n"), out.stderr
+    assert out.stderr == (
+        f"assistant: error: --auth-file {str(path)!r}: permissions {mode:04o} are too open (group or "
+        f"others can read the password); run chmod 600 {str(path)!r}\n"
+    )
+    assert "s3cret" not in out.stderr
+
+
+class FakeApp:
+    """Stands in for the Gradio app: records how it would be launched."""
+
+    launched: dict[str, Any] = {}
+    mcp_server_obj = None
+
+    def launch(self, **kwargs: Any) -> None:
+        FakeApp.launched = kwargs
+
+    def block_thread(self) -> None:
+        """Return at once (the real one serves until Ctrl-C)."""
+
+
+@pytest.fixture
+def no_server(monkeypatch: pytest.MonkeyPatch) -> type[FakeApp]:
+    """Make `serve` load nothing and launch a recorder."""
+    import assistant.web.server
+
+    FakeApp.launched = {}
+    monkeypatch.setattr(assistant.web.server, "Assistant", lambda settings: None)
+    monkeypatch.setattr(assistant.web.server, "build", lambda bot, **_: FakeApp())
+    monkeypatch.setattr(assistant.web.server, "check_port", lambda host, port: None)
+    return FakeApp
+
+
+def test_the_login_and_tls_reach_gradio(
+    no_server: type[FakeApp],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from assistant.cli import main
+
+    cert, key = self_signed(tmp_path)
+    path = login_file(tmp_path / "login", "ann:pw:with:colons\n")
+    tls = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    assert main(["serve", "--host", "0.0.0.0", "--auth-file", str(path), *tls]) == 0
+    launched = no_server.launched
+    assert launched["auth"] == ("ann", "pw:with:colons")
+    assert (launched["ssl_certfile"], launched["ssl_keyfile"]) == (str(cert), str(key))
+    assert "serving on https://0.0.0.0:" in capsys.readouterr().err
+
+    monkeypatch.setenv("ASSISTANT_AUTH", "bob:from env")
+    assert main(["serve", "--host", "0.0.0.0"]) == 0
+    assert no_server.launched["auth"] == ("bob", "from env")
+    assert no_server.launched["ssl_certfile"] is None
+    assert main(["serve", "--host", "0.0.0.0", "--auth", "cid:flag"]) == 0  # a flag wins over the env
+    assert no_server.launched["auth"] == ("cid", "flag")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "says"),
+    [
+        (["--auth", "a:b", "--auth-file", "{login}"], {}, "give --auth or --auth-file, not both"),
+        (["--auth-file", "{missing}"], {}, "cannot read it (No such file or directory)"),
+        (["--auth-file", "{empty}"], {}, "must hold one line USER:PASSWORD, both non-empty"),
+        ([], {"ASSISTANT_AUTH": "nopassword"}, "$ASSISTANT_AUTH must be USER:PASSWORD, both non-empty"),
+        (["--ssl-keyfile", "{login}"], {}, "--ssl-keyfile needs --ssl-certfile"),
+        (["--ssl-certfile", "{missing}"], {}, "cannot read it (No such file or directory); give a PEM file"),
+    ],
+)
+def test_a_bad_login_or_tls_file_is_one_line(
+    no_server: type[FakeApp],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    env: dict[str, str],
+    says: str,
+) -> None:
+    from assistant.cli import main
+
+    files = {"login": login_file(tmp_path / "login"), "empty": login_file(tmp_path / "empty", "\n")}
+    names = {k: str(v) for k, v in files.items()} | {"missing": str(tmp_path / "missing")}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve", *(arg.format(**names) for arg in argv)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("assistant: error: ") and says in err, err
+    assert no_server.launched == {}
