@@ -282,3 +282,146 @@ def test_a_bad_login_or_tls_file_is_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("assistant: error: ") and says in err, err
     assert no_server.launched == {}
+
+
+# --- only its own Host and Origin: DNS rebinding --------------------------------------------
+
+ALLOWED = "chat.internal"  # given with --allowed-host
+INITIALIZE = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-03-26",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"},
+        },
+    }
+).encode()
+MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+@pytest.fixture(scope="module")
+def open_server(seed_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """`assistant serve --mcp` on 127.0.0.1 without a login (as a user runs it at home); yields the port."""
+    port = free_port()
+    argv = [sys.executable, "-m", "assistant", "serve", "--store", str(seed_store), "--port", str(port)]
+    argv += ["--mcp", "--allowed-host", ALLOWED]
+    log = tmp_path_factory.mktemp("open") / "serve.log"
+    with running(argv, f"http://127.0.0.1:{port}/", log, STARTUP_SECONDS, env=serve_env()):
+        yield port
+
+
+def status(
+    port: int,
+    method: str,
+    path: str,
+    host: str,
+    origin: str | None = None,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> int:
+    """Send one request to 127.0.0.1:`port` with exactly this `Host` (and `Origin`); return its status."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", host)
+        for name, value in (headers or {}).items() | ({"Origin": origin}.items() if origin else set()):
+            connection.putheader(name, value)
+        if body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        return connection.getresponse().status  # the body (an event stream for MCP) is not waited for
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_a_rebound_name_cannot_reach_the_mcp_tools(open_server: int) -> None:
+    port = open_server
+    own, attacker = f"127.0.0.1:{port}", f"attacker.example:{port}"
+
+    def initialize(host: str, origin: str | None) -> int:
+        return status(port, "POST", "/gradio_api/mcp/", host, origin, INITIALIZE, MCP_HEADERS)
+
+    # What the issue reproduced: a rebound name, sent from its own page.
+    assert initialize(attacker, f"http://{attacker}") == 403
+    assert initialize(attacker, None) == 403
+    assert initialize(own, f"http://{attacker}") == 403  # the real name, another site's page
+    assert initialize(own, "null") == 403  # a sandboxed frame or a file
+    # The same request from the server's own names is answered.
+    assert initialize(own, None) == 200
+    assert initialize(own, f"http://{own}") == 200
+    assert initialize(f"localhost:{port}", f"http://localhost:{port}") == 200
+
+
+@pytest.mark.slow
+def test_a_rebound_name_cannot_reach_the_page_or_its_api(open_server: int) -> None:
+    port = open_server
+    for host in (
+        f"attacker.example:{port}",
+        "attacker.example",
+        f"127.0.0.1.nip.io:{port}",
+        f"127.0.0.1:{port + 1}",
+        "",
+    ):
+        assert status(port, "GET", "/", host) == 403, host
+    assert status(port, "GET", "/gradio_api/info", f"evil.example:{port}") == 403
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", ALLOWED, f"{ALLOWED}:{port}"):
+        assert status(port, "GET", "/", host) == 200, host
+    join = json.dumps({"data": ["hi"], "fn_index": 0, "session_hash": "x"}).encode()
+    forged = status(
+        port, "POST", "/gradio_api/queue/join", f"127.0.0.1:{port}", "http://attacker.example", join,
+        {"Content-Type": "application/json"},
+    )  # fmt: skip
+    assert forged == 403
+
+
+@pytest.mark.slow
+def test_real_clients_still_work(open_server: int) -> None:
+    from gradio_client import Client
+
+    from tests.helpers.mcp import TOOL_NAMES, session
+
+    port = open_server
+    tools, (paper,) = session(
+        f"http://127.0.0.1:{port}/gradio_api/mcp/", [("get_paper", {"arxiv_id": "2007.05105"})], None
+    )
+    assert {t.name for t in tools} == TOOL_NAMES and not paper.isError
+    for url in (f"http://127.0.0.1:{port}/", f"http://localhost:{port}/"):
+        result = Client(url, verbose=False).predict(message="What is AdaScale SGD?", api_name="/chat")
+        assert result["citations"][0] == "2007.05105", url
+
+
+def test_the_names_a_server_answers_to() -> None:
+    from assistant.errors import ConfigError
+    from assistant.web.hosts import Hosts
+
+    loopback = Hosts.served("127.0.0.1", 7860, tls=False, allowed=["chat.example.org", "proxy:8443"])
+    assert all(
+        loopback.allows(h) for h in ("127.0.0.1:7860", "LOCALHOST:7860", "[::1]:7860", "localhost.:7860")
+    )
+    assert all(loopback.allows(h) for h in ("chat.example.org", "chat.example.org:443", "proxy:8443"))
+    assert not any(
+        loopback.allows(h)
+        for h in ("127.0.0.1:7861", "proxy:8444", "evil.example:7860", "127.0.0.1", "user@127.0.0.1:7860", "")
+    )
+    assert loopback.allows_origin("http://localhost:7860") and loopback.allows_origin(
+        "https://chat.example.org"
+    )
+    assert not any(
+        loopback.allows_origin(o)
+        for o in ("null", "http://evil.example:7860", "file://", "http://127.0.0.1:7860/x")
+    )
+    tls = Hosts.served("127.0.0.1", 443, tls=True)
+    assert (
+        tls.allows("127.0.0.1") and tls.allows_origin("https://localhost") and not tls.allows("127.0.0.1:80")
+    )
+    everywhere = Hosts.served("0.0.0.0", 7860, tls=False)
+    assert everywhere.allows("192.168.1.20:7860") and everywhere.allows(f"{socket.gethostname()}:7860")
+    assert not everywhere.allows("evil.example:7860") and not everywhere.allows("192.168.1.20:7861")
+    one = Hosts.served("192.168.1.20", 7860, tls=False)
+    assert one.allows("192.168.1.20:7860") and not one.allows("localhost:7860")
+    with pytest.raises(ConfigError, match="--allowed-host 'a b'"):
+        Hosts.served("127.0.0.1", 7860, tls=False, allowed=["a b"])

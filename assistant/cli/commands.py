@@ -245,6 +245,7 @@ def _serve(args: argparse.Namespace) -> int:
         mcp=args.mcp,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
+        allowed_hosts=args.allowed_host,
     )
     return 0
 

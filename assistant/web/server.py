@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from collections.abc import Sequence
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -19,6 +20,7 @@ from assistant.mcp.login import MCP_PATH, McpLogin
 from assistant.mcp.tools import TOOLS
 from assistant.pipeline import Assistant
 from assistant.web.access import check_port, check_tls, login
+from assistant.web.hosts import HostGuard, Hosts
 from assistant.web.render import CSS
 from assistant.web.ui import build
 
@@ -75,11 +77,13 @@ def serve(
     mcp: bool = False,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> None:
     """Serve the chat (and with `mcp` the MCP tools) on `host:port` until interrupted; never a share link.
 
     The login is `auth`, else the file `auth_file`, else `$ASSISTANT_AUTH`; with `ssl_certfile` (and
-    `ssl_keyfile`) it is served over https.
+    `ssl_keyfile`) it is served over https. Only requests naming `host:port` (or a loopback alias,
+    or one of `allowed_hosts`) and from no other site's page are answered (`hosts.HostGuard`).
     """
     # Everything that can be refused is, before anything slow is loaded.
     credentials = check_exposure(host, login(auth, auth_file), insecure)
@@ -87,9 +91,14 @@ def serve(
         check_mcp_installed()
     tls = check_tls(ssl_certfile, ssl_keyfile)
     check_port(host, port)
+    hosts = Hosts.served(host, port, tls=tls, allowed=allowed_hosts)
     app = build(Assistant(settings), mcp=mcp)
-    # Gradio's login does not cover its MCP endpoints: with a password, they ask for it too.
-    middleware = [Middleware(McpLogin, credentials=credentials)] if mcp and credentials else []
+    # DNS rebinding: another site's page must not reach the page, its API or the tools (the first,
+    # so the outermost). Gradio's login does not cover its MCP endpoints: with a password, they ask
+    # for it too.
+    middleware = [Middleware(HostGuard, hosts=hosts)]
+    if mcp and credentials:
+        middleware.append(Middleware(McpLogin, credentials=credentials))
     try:
         app.launch(
             server_name=host,
