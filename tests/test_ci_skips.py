@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -88,4 +87,3 @@ def test_every_allowed_skip_names_a_real_test_and_a_reason() -> None:
         tree = ast.parse((ROOT / path).read_text())
         assert name in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, nodeid
         assert len(reason) > 20, nodeid
-    assert os.path.basename(__file__) == "test_ci_skips.py"
