@@ -95,8 +95,10 @@ def chroma(path: Path, log: Path, timeout: float = 120) -> Iterator[int]:
 
 
 @contextmanager
-def ray_cluster(nodes: int, cpus: int = 1) -> Iterator[Any]:
+def ray_cluster(nodes: int, cpus: int = 1, head_cpus: int | None = None) -> Iterator[Any]:
     """Run a Ray cluster of `nodes` nodes of `cpus` CPUs each on this machine; yield it (`.address`).
+
+    `head_cpus` gives the head node another count: 0 keeps every task that needs a CPU off it.
 
     `ray.cluster_utils.Cluster`: a head and worker nodes, each its own raylet and processes, as
     `ray start` makes them; every process it started is killed afterwards (by process id).
@@ -106,14 +108,15 @@ def ray_cluster(nodes: int, cpus: int = 1) -> Iterator[Any]:
     cluster = Cluster(initialize_head=False, connect=False)
     try:
         for n in range(nodes):
-            _add_node(cluster, num_cpus=cpus, **({"include_dashboard": False} if n == 0 else {}))
+            head = {"include_dashboard": False, "num_cpus": cpus if head_cpus is None else head_cpus}
+            add_node(cluster, **(head if n == 0 else {"num_cpus": cpus}))
         cluster.wait_for_nodes()
         yield cluster
     finally:
         cluster.shutdown()
 
 
-def _add_node(cluster: Any, attempts: int = 3, **node_args: Any) -> None:
+def add_node(cluster: Any, attempts: int = 3, **node_args: Any) -> None:
     """Add a node, again if it did not start: Ray gives a raylet 30 s to register, which a loaded
     machine can miss; what a failed try started is killed by process id."""
     for attempt in range(attempts):
