@@ -78,13 +78,13 @@ fuzz: dev
 	ASSISTANT_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_fuzz.py
 
 lint: dev
-	$(VENV)/bin/ruff check assistant tests bench
-	$(VENV)/bin/ruff format --check assistant tests bench
-	$(VENV)/bin/mypy assistant
+	$(VENV)/bin/ruff check assistant tests bench harness
+	$(VENV)/bin/ruff format --check assistant tests bench harness
+	$(VENV)/bin/mypy assistant harness
 
 format: dev
-	$(VENV)/bin/ruff format assistant tests bench
-	$(VENV)/bin/ruff check --fix assistant tests bench
+	$(VENV)/bin/ruff format assistant tests bench harness
+	$(VENV)/bin/ruff check --fix assistant tests bench harness
 
 # The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or a page left out
 # of the nav fails, as in `make test`.

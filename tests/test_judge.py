@@ -12,7 +12,7 @@ from assistant.config import AnswerSettings
 from assistant.llms import resolve, resolve_judge
 from assistant.llms.judge import HostedJudge, JudgeError, LocalJudge
 from assistant.llms.llamacpp import bundled_model_path
-from bench.servers import free_port
+from harness.servers import free_port
 from tests.helpers.cli import run
 from tests.helpers.fake_llm import fake_backend
 from tests.helpers.llama_servers import llama_chat_server

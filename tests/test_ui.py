@@ -22,7 +22,7 @@ from assistant.llms.prompts import NOT_FOUND
 from assistant.pipeline import Assistant, open_store
 from assistant.schema import Answer, Evidence, Paper, Passage, Sentence
 from assistant.web.render import escape_markdown, plain_text, reply_markdown, sources_html
-from bench.servers import free_port, running
+from harness.servers import free_port, running
 from tests.helpers.fake_judge import WordJudge
 from tests.helpers.fake_llm import fake_backend
 from tests.helpers.settings import ROOT, make_settings

@@ -196,6 +196,22 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     serve.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (needed off 127.0.0.1)")
     serve.add_argument(
+        "--auth-file",
+        metavar="FILE",
+        help="the login as one line USER:PASSWORD in FILE (chmod 600), kept out of ps and shell "
+        "history; or set $ASSISTANT_AUTH",
+    )
+    serve.add_argument("--ssl-certfile", metavar="PEM", help="serve https with this certificate (chain) file")
+    serve.add_argument("--ssl-keyfile", metavar="PEM", help="the private key of --ssl-certfile")
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (NAME or NAME:PORT: a reverse proxy's, a DNS "
+        "name of this machine); others get 403; repeatable",
+    )
+    serve.add_argument(
         "--insecure", action="store_true", help="allow a non-local --host without --auth (trusted networks)"
     )
     serve.add_argument(

@@ -236,7 +236,16 @@ def _serve(args: argparse.Namespace) -> int:
     from assistant.web.server import serve
 
     serve(
-        _settings(args), host=args.host, port=args.port, auth=args.auth, insecure=args.insecure, mcp=args.mcp
+        _settings(args),
+        host=args.host,
+        port=args.port,
+        auth=args.auth,
+        auth_file=args.auth_file,
+        insecure=args.insecure,
+        mcp=args.mcp,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        allowed_hosts=args.allowed_host,
     )
     return 0
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from assistant.embeddings import MiniLMEmbedding
-from bench.servers import QuietHandler, free_port, in_background, running
+from harness.servers import QuietHandler, free_port, in_background, running
 from tests.helpers.models import smollm2_path
 
 # llama-cpp-python's server with mean pooling, which its command line cannot set: a causal model like

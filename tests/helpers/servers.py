@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from bench.servers import QuietHandler, in_background
+from harness.servers import QuietHandler, in_background
 
 
 @contextmanager
