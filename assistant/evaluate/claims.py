@@ -58,7 +58,10 @@ class ClaimsResult:
             if self.rows
             else None,
             "by_kind": kinds,
-            "sweep": {f"{t:.1f}": self._at(t) for t in SWEEP},
+            # Other thresholds only mean something when a judge gave figures.
+            "sweep": {f"{t:.1f}": self._at(t) for t in SWEEP}
+            if any(r["entailment"] is not None for r in self.rows)
+            else {},
         }
 
     def _at(self, threshold: float) -> dict[str, float | None]:
