@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from assistant.answering.generation import answerable_evidence  # noqa: E402
 from assistant.config import Settings  # noqa: E402
+from assistant.embeddings import default_embedding  # noqa: E402
 from assistant.ingest import Ingester, bundled_corpus  # noqa: E402
 from assistant.pipeline import Assistant, open_store  # noqa: E402
 from assistant.retrieve.sentences import score_sentences  # noqa: E402
@@ -40,10 +41,10 @@ def main() -> int:
     settings = Settings.load(
         overrides={"store.path": store, "answer.llm": "local", "answer.verifier": "local"}, env={}
     )
-    bot = Assistant(settings)
-    Ingester(open_store(settings, for_writing=True), bot.embed_model, settings.chunking).ingest(
+    Ingester(open_store(settings, for_writing=True), default_embedding(), settings.chunking).ingest(
         [bundled_corpus()]
     )
+    bot = Assistant(settings)
     assert bot.judge is not None
     rows = []
     for path in args.questions:

@@ -19,15 +19,22 @@ from assistant.llms import Backend
 
 
 class QueuedLLM(CustomLLM):
-    """Replies with the next queued text, streamed word by word; an exception in the queue is raised."""
+    """Replies with the next queued text, streamed word by word; an exception in the queue is raised.
+
+    Asked as the judge (a prompt ending "Answer Yes or No."), it says `verdict` without touching the
+    queue, and the prompt goes to `judged`, not `prompts`: a scripted judge beside the scripted answerer.
+    """
 
     _replies: deque[str | Exception] = PrivateAttr(default_factory=deque)
     prompts: list[str] = []
+    judged: list[str] = []
+    verdict: str = "Yes"
 
     def __init__(self, replies: Iterable[str | Exception] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._replies.extend(replies)
         self.prompts = []
+        self.judged = []
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -35,6 +42,9 @@ class QueuedLLM(CustomLLM):
         return LLMMetadata(model_name="fake", is_chat_model=True)
 
     def _next(self, prompt: str) -> str:
+        if "Answer only Yes or No." in prompt:
+            self.judged.append(prompt)
+            return self.verdict
         self.prompts.append(prompt)
         reply = self._replies.popleft()
         if isinstance(reply, Exception):
