@@ -8,15 +8,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant.answering.followup import Known, from_conversation
 from assistant.answering.generation import Clock, stream_answer
 from assistant.config import Settings
 from assistant.embeddings import MiniLMEmbedding, SentenceCache, default_embedding, store_id
 from assistant.embeddings import resolve as resolve_embedding
-from assistant.errors import StoreError
+from assistant.errors import InputError, StoreError
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.llms import Backend, resolve, resolve_judge
 from assistant.retrieve import Filters, Retrieval
-from assistant.retrieve.condense import condense
+from assistant.retrieve.condense import cited_papers, condense, is_follow_up
 from assistant.retrieve.limits import (
     Search,
     check_filters,
@@ -29,7 +30,7 @@ from assistant.retrieve.rerank import Reranker
 from assistant.retrieve.sentences import score_sentences
 from assistant.schema import Answer, Paper, Passage
 from assistant.store import Store
-from assistant.store.papers import paper_vector, stored_paper
+from assistant.store.papers import paper_vector, stored_paper, stored_passage
 
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -204,19 +205,34 @@ class Assistant:
     ) -> Iterator[str | Answer]:
         """Yield the answer's text as it is generated, then the verified `Answer` as the last item.
 
-        With `history`, a follow-up is first condensed into a stand-alone search `query`.
+        With `history`, a follow-up is first condensed into a stand-alone search `query`, and answered
+        from the papers the conversation cited when they hold its answer (`answering.followup`).
         """
         clock = Clock(time.perf_counter())
         search = check_search(self.settings, question, top_k=top_k, retriever=retriever, filters=filters)
         history = check_history(history)
+        # One cache per question: the sentences the rerank stage embedded are not embedded again.
+        sentences = SentenceCache(self.sentence_model)
+        min_score = self.min_score(search.retriever)
+        known: Known | None = None
         if query is not None:
             query = check_question(query, self.settings.answer.max_question_chars)
         elif history:
-            query = condense(search.question, history, llm=self.llm)
-        # One cache per question: the sentences the rerank stage embedded are not embedded again.
-        sentences = SentenceCache(self.sentence_model)
-        passages = self._retrieve(query or search.question, search, sentences)
-        scores = score_sentences(query or search.question, passages, sentences)
+            follow_up = is_follow_up(search.question)
+            if follow_up and self.judge is not None:
+                # The judge reads the conversation's papers whole: the follow-up needs no rewriting (which
+                # costs a generation, and a small model's rewrite can lose what "it" was).
+                known = self._from_conversation(search.question, history, search, sentences, min_score)
+            if known is None:
+                query = condense(search.question, history, llm=self.llm)
+                if follow_up and self.judge is None:  # the rewrite's words decide relevance
+                    known = self._from_conversation(query, history, search, sentences, min_score)
+        text = query or search.question
+        if known is not None:
+            passages, scores = known.passages, known.scores
+        else:
+            passages = self._retrieve(text, search, sentences)
+            scores = score_sentences(text, passages, sentences)
         clock.mark("retrieval_s")
         yield from stream_answer(
             self._backend,
@@ -225,11 +241,39 @@ class Assistant:
             scores,
             embed_model=sentences,
             settings=self.settings.answer,
-            min_score=self.min_score(search.retriever),
+            min_score=known.min_score if known else min_score,
             judge=self.judge,
             abstract=lambda arxiv_id: stored_paper(self.store, arxiv_id).abstract,
             query=query,
             clock=clock,
+            answerable=known.answerable if known else None,
+            context=known.context if known else None,
+        )
+
+    def _from_conversation(
+        self, query: str, history: Sequence[Any], search: Search, sentences: SentenceCache, min_score: float
+    ) -> Known | None:
+        """The papers the conversation cited, if they answer the follow-up `query` (and pass the filters)."""
+        ids = cited_papers(history, limit=search.top_k)
+        if not ids:
+            return None
+        self.ensure_indexed()
+
+        def passage(arxiv_id: str) -> Passage:
+            found = stored_passage(self.store, arxiv_id)
+            if not search.filters.matches(found.metadata):  # a follow-up asked with filters keeps to them
+                raise InputError(f"arXiv:{arxiv_id} does not pass the filters")
+            return found
+
+        return from_conversation(
+            query,
+            ids,
+            passage,
+            sentences,
+            judge=self.judge,
+            settings=self.settings.answer,
+            min_score=min_score,
+            local=not self._backend.hosted,
         )
 
 
