@@ -10,14 +10,25 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.answering.followup import Known, from_conversation
 from assistant.answering.generation import Clock, stream_answer
+from assistant.answering.papers import overview_papers, stream_papers
 from assistant.config import Settings
 from assistant.embeddings import MiniLMEmbedding, SentenceCache, default_embedding, store_id
 from assistant.embeddings import resolve as resolve_embedding
-from assistant.errors import InputError, StoreError
+from assistant.errors import AssistantError, InputError, StoreError
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.llms import Backend, resolve, resolve_judge
 from assistant.retrieve import Filters, Retrieval
 from assistant.retrieve.condense import cited_papers, condense, is_follow_up
+from assistant.retrieve.kinds import (
+    COMPARISON,
+    OVERVIEW,
+    SINGLE,
+    Kind,
+    comparison_sides,
+    overview_topic,
+    question_kind,
+    side_match,
+)
 from assistant.retrieve.limits import (
     Search,
     check_filters,
@@ -228,6 +239,30 @@ class Assistant:
                 if follow_up and self.judge is None:  # the rewrite's words decide relevance
                     known = self._from_conversation(query, history, search, sentences, min_score)
         text = query or search.question
+        kind = question_kind(search.question) if known is None else SINGLE
+        if kind == OVERVIEW:  # its topic, without "what do the papers say about", is searched and scored
+            text = overview_topic(text)
+        if kind != SINGLE:
+            papers = self._several(kind, text, search, sentences, min_score)
+            if papers is not None:
+                passages, ranks = papers
+                scores = score_sentences(text, passages, sentences)
+                clock.mark("retrieval_s")
+                yield from stream_papers(
+                    self._backend,
+                    search.question,
+                    passages,
+                    scores,
+                    ranks or overview_papers(scores, min_score, self.settings.answer.max_papers),
+                    kind=kind,
+                    embed_model=sentences,
+                    settings=self.settings.answer,
+                    judge=self.judge,
+                    query=query,
+                    clock=clock,
+                    form=self.settings.answer.paper_lines,
+                )
+                return
         if known is not None:
             passages, scores = known.passages, known.scores
         else:
@@ -249,6 +284,43 @@ class Assistant:
             answerable=known.answerable if known else None,
             context=known.context if known else None,
         )
+
+    def _several(
+        self, kind: Kind, text: str, search: Search, sentences: SentenceCache, min_score: float
+    ) -> tuple[list[Passage], list[int]] | None:
+        """The passages (whole abstracts) of an overview, or a comparison's two papers and their ranks.
+
+        A comparison's sides are found in the search for the whole question, or each searched on its
+        own when it does not find both; None (answer as a single question) when a side is not found or
+        both are one paper.
+        """
+        passages = self._retrieve(text, search, sentences)
+        sides = comparison_sides(search.question) if kind == COMPARISON else None
+        if sides is None:
+            return (self._whole(passages), []) if kind == OVERVIEW else None
+        pair: list[Passage] = []
+        for side in sides:
+            taken = {p.arxiv_id for p in pair}
+            pool = [p for p in passages if p.arxiv_id not in taken]
+            rank = side_match(side, pool, sentences, min_score)
+            if rank is None:  # this side on its own
+                pool = [p for p in self._retrieve(side, search, sentences) if p.arxiv_id not in taken]
+                rank = side_match(side, pool, sentences, min_score)
+            if rank is None:
+                return None
+            pair.append(pool[rank])
+        return self._whole(pair), [0, 1]
+
+    def _whole(self, passages: list[Passage]) -> list[Passage]:
+        """The retrieved papers as whole abstracts (a long one was found by its best chunk)."""
+        whole = []
+        for p in passages:
+            try:
+                text = stored_passage(self.store, p.arxiv_id).text
+            except AssistantError:  # deleted since, or an id of another form: its retrieved chunk
+                text = p.text
+            whole.append(Passage(p.arxiv_id, p.title, p.score, text, p.metadata))
+        return whole
 
     def _from_conversation(
         self, query: str, history: Sequence[Any], search: Search, sentences: SentenceCache, min_score: float

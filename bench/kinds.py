@@ -43,7 +43,8 @@ def main() -> None:
         if not path.is_file():
             print(f"{name}: {path} not found")
             continue
-        pairs = [p for line in path.read_text().splitlines() if line.strip() for p in expected(json.loads(line))]
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        pairs = [pair for case in lines for pair in expected(case)]
         got = [(q, want, question_kind(q)) for q, want in pairs]
         right = sum(want == kind for _, want, kind in got)
         print(f"{name}: {right}/{len(got)} = {right / len(got):.3f}")

@@ -37,18 +37,25 @@ COMPARISONS = [
     ("How does dropout differ from batch normalization?", ("dropout", "batch normalization")),
     ("How is Adam different from plain SGD in practice?", ("Adam", "plain SGD")),
     ("Compare ResNet with DenseNet.", ("ResNet", "DenseNet")),
-    ("Compare the lottery ticket paper and the pruning-at-initialization paper: which prunes earlier?",
-     ("the lottery ticket paper", "the pruning-at-initialization paper")),
+    (
+        "Compare the lottery ticket paper and the pruning-at-initialization paper: which prunes earlier?",
+        ("the lottery ticket paper", "the pruning-at-initialization paper"),
+    ),
     ("Contrast LoRA with full fine-tuning.", ("LoRA", "full fine-tuning")),
     ("What is the difference between VAEs and GANs?", ("VAEs", "GANs")),
-    ("What are the differences between RNNs and transformers for speech?", ("RNNs", "transformers for speech")),
+    (
+        "What are the differences between RNNs and transformers for speech?",
+        ("RNNs", "transformers for speech"),
+    ),
     ("What distinguishes PPO from DPO?", ("PPO", "DPO")),
     ("CLIP vs ALIGN", ("CLIP", "ALIGN")),
     ("Mixup versus CutMix?", ("Mixup", "CutMix")),
     ("How does Mamba compare to attention on long sequences?", ("Mamba", "attention")),  # the scope: both
     ("Which is faster, FlashAttention or xFormers?", ("FlashAttention", "xFormers")),
-    ("How do the graph transformer paper and the message-passing paper differ in expressiveness?",
-     ("the graph transformer paper", "the message-passing paper")),
+    (
+        "How do the graph transformer paper and the message-passing paper differ in expressiveness?",
+        ("the graph transformer paper", "the message-passing paper"),
+    ),
 ]
 SINGLES = [
     "Which method adapts the learning rate to the batch size?",

@@ -9,7 +9,12 @@ A question that is neither is `single`: it asks about one paper or one fact, as 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
+
+from assistant.embeddings import TextEncoder
+from assistant.retrieve.sentences import score_sentences
+from assistant.schema import Passage
 
 Kind = Literal["overview", "comparison", "single"]
 OVERVIEW: Kind = "overview"
@@ -29,11 +34,13 @@ _OVERVIEW = [
     r"\bgive (?:me )?an? (?:overview|summary|survey)\b",
     rf"\bsummari[sz]e (?:the |recent |existing )?(?:{_WORKS}|work|findings|results)\b",
     # "papers on X", "research about X", "work on X": a body of work on a topic.
-    rf"\b(?:{_WORKS}|work) (?:on|about|into|regarding|addressing|studying|that (?:study|use|propose|address))\b",
+    rf"\b(?:{_WORKS}|work) "
+    r"(?:on|about|into|regarding|addressing|studying|that (?:study|use|propose|address))\b",
     rf"\b(?:recent|latest|current|cutting[- ]edge|state[- ]of[- ]the[- ]art|key|main|major) "
     rf"(?:advances|advancements|developments|progress|work|{_WORKS}|{_APPROACHES}|findings|results)\b",
     # "Find / list / recommend / provide (me) some papers ..."
-    rf"\b(?:find|list|show|recommend|suggest|provide|give|point me to|search for|look for)\b[^.?!]*?\b{_WORKS}\b",
+    r"\b(?:find|list|show|recommend|suggest|provide|give|point me to|search for|look for)\b"
+    rf"[^.?!]*?\b{_WORKS}\b",
     rf"\b(?:are there|is there) (?:any )?(?:{_WORKS}|work)\b",
     rf"\b(?:what|which) (?:are|were) (?:the )?(?:main |different |existing |common |known |key |various )?"
     rf"{_APPROACHES}\b",
@@ -90,6 +97,29 @@ def _clean(side: str) -> str:
     return re.sub(r"^(?:between|of)\s+", "", side, flags=re.IGNORECASE)
 
 
+# Words that frame an overview question rather than name its topic, as its leading words.
+_FRAME = frozenset(
+    """a about across all an and any are articles been can could did do does exist existing find found
+    from give has have how i in is it known latest list literature looking me most of on or overview
+    paper papers please propose proposed provide publications recent recommend regarding report research
+    say says show some studies study studied suggest summarise summarize summary survey tell the
+    there these to us use used using was we were what which who work works would you introduce
+    introduced address addressed discuss key main""".split()  # noqa: SIM905
+)
+_TOKEN = re.compile(r"[\w'-]+|[^\w\s]")
+
+
+def overview_topic(question: str) -> str:
+    """Return an overview question without its framing words ("What do the papers say about X?" -> "X")."""
+    words = _TOKEN.findall(question)
+    start = 0
+    while start < len(words) and (words[start].lower() in _FRAME or not words[start][0].isalnum()):
+        start += 1
+    topic = " ".join(words[start:]).rstrip(" ?.!")
+    topic = re.sub(r"\s+([,;:])", r"\1", topic)
+    return topic if len(topic) >= 3 else question
+
+
 def question_kind(question: str) -> Kind:
     """Return `comparison` (two named sides), `overview` (a topic across papers) or `single`."""
     if comparison_sides(question) is not None:
@@ -97,3 +127,14 @@ def question_kind(question: str) -> Kind:
     if _OVERVIEW_RE.search(" ".join(question.split())):
         return OVERVIEW
     return SINGLE
+
+
+def side_match(
+    side: str, passages: Sequence[Passage], embed_model: TextEncoder, min_score: float
+) -> int | None:
+    """Return the index of the passage with the sentence closest to `side`, if it reaches `min_score`."""
+    best = score_sentences(side, passages, embed_model).best()
+    if not best:
+        return None
+    rank = max(best, key=lambda r: best[r])
+    return rank if best[rank] >= min_score else None
