@@ -11,6 +11,7 @@ from assistant.answering.grammar import papers_grammar
 from assistant.answering.papers import findings
 from assistant.embeddings import MiniLMEmbedding
 from assistant.llms.llamacpp import bundled_installed, llama_cpp_installed
+from assistant.llms.prompts import NOT_FOUND
 from assistant.retrieve.kinds import overview_topic
 from assistant.retrieve.sentences import score_sentences
 from assistant.schema import Passage
@@ -32,7 +33,7 @@ RELATED = (
 def run(bot: Assistant, question: str, **kwargs: object) -> tuple[list[str], Answer]:
     *pieces, result = bot.stream(question, **kwargs)  # type: ignore[arg-type]
     assert isinstance(result, Answer) and all(isinstance(p, str) for p in pieces)
-    assert "".join(pieces) == result.text  # what streamed is the answer
+    assert "".join(pieces) == (result.text if result.answered else "")  # what streamed is the answer
     return [str(p) for p in pieces], result
 
 
@@ -95,6 +96,15 @@ def test_with_a_judge_an_overview_keeps_the_papers_it_says_answer(bot) -> None:
     made, _ = bot(judge=OnlyAlpaca())  # no relating sentence: one paper left
     _, result = run(made, LLMS)
     assert result.citations == [ALPACA] and len(result.sentences) == 1
+
+
+def test_an_overview_no_paper_answers_is_refused_and_says_why(bot) -> None:
+    made, llm = bot(judge=WordJudge(answerable=0.1))
+    _, result = run(made, LLMS)
+    assert result.text == NOT_FOUND and not result.citations and llm.prompts == []
+    assert result.warnings == [
+        "the judge word-judge found no retrieved paper's finding that answers the question"
+    ]
 
 
 def test_model_written_lines_are_judged_and_an_unentailed_one_replaced_by_the_abstracts(bot) -> None:

@@ -185,6 +185,8 @@ def stream_papers(
         except Failure as failure:
             reason = safe(str(failure), one_line=True)
             warnings.append(prompts.NOT_RELATED.format(backend=backend.name, reason=reason))
+    if not draft.sentences and judged:
+        warnings.append(prompts.PAPERS_NONE.format(judge=judge.name if judge else ""))
     who = backend.name if model_wrote else "extractive"
     judged_by = (judge.name if judge else "none") if model_wrote else "extractive"
     text = LINE.join(s.text for s in draft.sentences) or NOT_FOUND

@@ -79,6 +79,7 @@ STOPPED = "{backend} stopped early ({reason}); the answer shows the sentences ch
 # Several papers: what happened to the sentence relating them, or to the judge's choice of papers.
 NOT_RELATED = "{backend}'s sentence relating the papers was not shown ({reason})"
 PAPERS_UNJUDGED = "the judge {judge} failed ({reason}); the papers were chosen by similarity alone"
+PAPERS_NONE = "the judge {judge} found no retrieved paper's finding that answers the question"
 
 # Rewrites a follow-up into a stand-alone question (adapted from llama-index's condense prompt).
 CONDENSE_TEMPLATE = """Given the conversation below and a follow-up question, rewrite the follow-up \
