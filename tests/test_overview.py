@@ -88,6 +88,20 @@ def test_a_relating_sentence_its_papers_do_not_entail_is_withheld(bot) -> None:
     assert result.warnings[-1].startswith("fake's sentence relating the papers was not shown")
 
 
+def test_a_relating_sentence_must_cite_two_papers_and_is_not_moved_to_one(bot) -> None:
+    one = f"AlpacaFarm simulates human feedback at a low cost [arXiv:{ALPACA}] [arXiv:{ALPACA}]."
+    made, _ = bot(one, judge=WordJudge())
+    _, result = run(made, LLMS)
+    assert len(result.sentences) == 2 and result.backend == "extractive"
+    assert result.unsupported[0].text.startswith("AlpacaFarm simulates")
+    # Entailed by AlpacaFarm alone, it would have been re-cited to it: not for a relating sentence.
+    made, _ = bot(
+        f"AlpacaFarm simulates human feedback [arXiv:{DUAL_USE}] [arXiv:{CHECKLIST}].", judge=WordJudge()
+    )
+    _, result = run(made, LLMS)
+    assert len(result.sentences) == 2 and not any("cited instead" in w for w in result.warnings)
+
+
 def test_with_a_judge_an_overview_keeps_the_papers_it_says_answer(bot) -> None:
     class OnlyAlpaca(WordJudge):
         def answerable(self, question: str, evidence: str) -> float:

@@ -93,6 +93,7 @@ class Draft:
     dropped: list[str] = field(default_factory=list)
     refused: bool = False  # the reply was, or contained, the refusal
     notes: list[str] = field(default_factory=list)  # for `Answer.warnings`
+    recite: bool = True  # a sentence its sources do not support may move to another paper that does
 
     def add(self, raw: str) -> str | None:
         """Check one sentence of a model's reply; return the text to show, or None when nothing is shown."""
@@ -117,7 +118,7 @@ class Draft:
             # A sentence whose every source was invented is not re-cited: the model made up where it
             # came from (a prompt injection asks for just that), so what it says is not taken up.
             invented = bool(checked.dropped) and not checked.citations
-            fixed = None if invented else self._other_source(sentence)
+            fixed = None if invented or not self.recite else self._other_source(sentence)
             if fixed is None:
                 self.uncited |= not checked.citations and len(checked.text) >= MIN_CLAIM_CHARS
                 self.unsupported.append(sentence)

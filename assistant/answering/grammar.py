@@ -43,7 +43,8 @@ def answer_grammar(ids: Sequence[str], *, refusal: bool, max_sentences: int = 3)
 def papers_grammar(ids: Sequence[str], *, related: bool = False) -> str:
     """Return a GBNF grammar for one sentence per paper of `ids`, in order, the i-th ending with its marker.
 
-    With `related`, instead exactly one sentence that cites at least two of `ids` (how they relate).
+    With `related`, instead exactly one sentence that ends citing every one of `ids`, in order (how they
+    relate: a small model left free cited one paper twice).
     """
     if not ids:
         raise ValueError("a grammar needs at least one id to cite")
@@ -55,9 +56,8 @@ def papers_grammar(ids: Sequence[str], *, related: bool = False) -> str:
         _BODY,
     ]
     if related:
-        rules[:0] = [
-            'root ::= start body ("." cite cite cite? | cite cite cite? ".")',
-        ]
+        every = " ".join(f'" [arXiv:" {json.dumps(i)} "]"' for i in ids)
+        rules[:0] = ['root ::= start body ("." all | all ".")', f"all ::= {every}"]
     else:
         rules[:0] = [
             "root ::= " + ' " " '.join(f"s{n}" for n in range(len(ids))),

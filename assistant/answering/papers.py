@@ -60,6 +60,13 @@ def paper_line(scores: SentenceScores, rank: int) -> Scored:
     return max(findings(scores, rank), key=lambda item: item.similarity)
 
 
+def paper_evidence(scores: SentenceScores, line: Scored) -> str:
+    """Return what the judge reads to say whether a paper answers: its line and next closest finding."""
+    others = sorted((i for i in findings(scores, line.rank) if i is not line), key=lambda i: -i.similarity)
+    chosen = sorted([line, *others[: RELATE_SENTENCES - 1]], key=lambda item: item.position)
+    return f"[{line.passage.arxiv_id}] " + " ".join(i.sentence for i in chosen)
+
+
 def overview_papers(scores: SentenceScores, min_score: float, max_papers: int) -> list[int]:
     """Return the ranks of the relevant papers, in retrieval order, at most `max_papers`."""
     best = scores.best()
@@ -108,7 +115,7 @@ def stream_papers(
         if not judged or judge is None:
             return True
         try:
-            p = judge.answerable(query, f"[{item.passage.arxiv_id}] {item.sentence}")
+            p = judge.answerable(query, paper_evidence(scores, item))
         except JudgeError as exc:
             judged = False
             reason = safe(str(exc), one_line=True)
@@ -167,6 +174,7 @@ def stream_papers(
         lines = [item for item in lines if item.passage.arxiv_id in cited]
         ids = [item.passage.arxiv_id for item in lines]
         before = len(draft.sentences)
+        draft.recite = False  # a sentence relating papers is not moved to one of them
         try:
             for _ in generate(
                 backend,
@@ -176,8 +184,12 @@ def stream_papers(
                 refusal=False,
                 grammar=papers_grammar(ids, related=True),
             ):
+                related = draft.sentences[-1]
+                if len(set(related.citations)) < 2:  # its markers collapsed into one paper's
+                    draft.unsupported.append(draft.sentences.pop())
+                    break
                 model_wrote = True
-                yield show(draft.sentences[-1].text)
+                yield show(related.text)
                 break  # one sentence relates them
             if len(draft.sentences) == before:
                 reason = draft.unsupported[-1].reason if draft.unsupported else "it wrote none"
