@@ -94,6 +94,7 @@ def test_a_relating_sentence_must_cite_two_papers_and_is_not_moved_to_one(bot) -
     _, result = run(made, LLMS)
     assert len(result.sentences) == 2 and result.backend == "extractive"
     assert result.unsupported[0].text.startswith("AlpacaFarm simulates")
+    assert result.unsupported[0].reason == "it cites fewer than two of the papers"
     # Entailed by AlpacaFarm alone, it would have been re-cited to it: not for a relating sentence.
     made, _ = bot(
         f"AlpacaFarm simulates human feedback [arXiv:{DUAL_USE}] [arXiv:{CHECKLIST}].", judge=WordJudge()

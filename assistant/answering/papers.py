@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
@@ -186,7 +187,9 @@ def stream_papers(
             ):
                 related = draft.sentences[-1]
                 if len(set(related.citations)) < 2:  # its markers collapsed into one paper's
-                    draft.unsupported.append(draft.sentences.pop())
+                    draft.sentences.pop()
+                    reason = "it cites fewer than two of the papers"
+                    draft.unsupported.append(replace(related, supported=False, reason=reason))
                     break
                 model_wrote = True
                 yield show(related.text)
