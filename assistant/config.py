@@ -248,6 +248,20 @@ class AnswerSettings(Section):
     max_sentences: int = setting(
         3, "sentences the extractive answerer quotes", "ASSISTANT_MAX_SENTENCES", ge=1, le=20
     )
+    max_papers: int = setting(
+        4,
+        "papers an overview answer gives a line each (best first; a comparison gives its two)",
+        "ASSISTANT_MAX_PAPERS",
+        ge=1,
+        le=20,
+    )
+    paper_lines: Literal["extractive", "model"] = setting(
+        "extractive",
+        "how an overview or comparison says what each paper contributes: extractive (the abstract's "
+        "sentence closest to the question, past its background) or model (written by the answerer, "
+        "judged, else the extractive sentence)",
+        "ASSISTANT_PAPER_LINES",
+    )
     max_question_chars: int = setting(
         2000, "longest question accepted", "ASSISTANT_MAX_QUESTION_CHARS", ge=10
     )

@@ -64,6 +64,7 @@ def drive(store: Path, llm: str, questions: Path, out: Path) -> None:
                 timings = getattr(result, "timings", {})
                 row = {
                     "file": questions.name,
+                    "kind": case.get("kind", ""),
                     "question": turn["question"],
                     "expected_ids": turn["expected_ids"],
                     "answer_contains": turn.get("answer_contains", []),
@@ -100,6 +101,8 @@ def metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "n": len(rows),
         "right_paper_cited": share(answerable, lambda r: bool(set(r["citations"]) & set(r["expected_ids"]))),
+        # Every expected paper cited (both, for a comparison).
+        "all_papers_cited": share(answerable, lambda r: set(r["expected_ids"]) <= set(r["citations"])),
         "first_citation_right": share(answerable, cited_first),
         "facts_present": share(with_facts, facts),
         "false_refusals": sum(not r["citations"] for r in answerable),
@@ -211,10 +214,13 @@ def main() -> None:
                 package, store, args.llm, questions, out / f"{name}-{questions.stem}.jsonl"
             )
     files = [q.name for q in args.questions]
+    kinds = sorted({r.get("kind", "") for r in rows["this"]} - {""})
     table = {
-        (name, scope): metrics([r for r in rows[name] if scope == "all" or r["file"] == scope])
+        (name, scope): metrics(
+            [r for r in rows[name] if scope in ("all", r["file"], f"kind:{r.get('kind', '')}")]
+        )
         for name in rows
-        for scope in ["all", *files]
+        for scope in ["all", *files, *(f"kind:{k}" for k in kinds)]
     }
     keys = list(next(iter(table.values())))
     print(f"| path | questions | {' | '.join(keys)} |")

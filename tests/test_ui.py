@@ -335,6 +335,23 @@ def test_browser_answer_cites_with_links_and_lists_sources(page: Any, tmp_path: 
 
 
 @pytest.mark.slow
+def test_browser_shows_an_overview_as_a_list_and_answers_its_follow_up(page: Any) -> None:
+    # Issue 26: one cited line per paper, as a list; the next turn reads the papers from the page's history.
+    reply = _ask(page, "What do the papers say about large language models?")
+    items = reply.locator("li")
+    items.nth(1).wait_for()
+    assert items.count() >= 2
+    for n in range(items.count()):
+        assert items.nth(n).locator('a[href^="https://arxiv.org/abs/"]').count() == 1
+    cited = {
+        items.nth(n).locator("a").first.get_attribute("href").rsplit("/", 1)[-1] for n in range(items.count())
+    }
+    assert {"2305.14387", "2302.05733"} <= cited
+    follow_up = _ask(page, "What did they find about malicious content?")
+    follow_up.locator('a[href="https://arxiv.org/abs/2302.05733"]').first.wait_for()
+
+
+@pytest.mark.slow
 def test_browser_renders_html_in_abstracts_inert(page: Any) -> None:
     reply = _ask(page, EVIL_QUESTION)
     page.locator(f'#sources .aa-source[data-arxiv-id="{EVIL_ID}"]').wait_for()

@@ -45,6 +45,17 @@ _USER_PROMPT = (
     "Answer {length} using only the passages above, and end each sentence with its source as [arXiv:ID]."
 )
 USER_PROMPT = _USER_PROMPT.format(length="in one to three sentences")
+# Several papers (an overview, a comparison): one sentence per paper, then one relating them.
+_PAPERS_HEAD = f"Passages:\n{PASSAGES_OPEN}\n{{passages}}\n{PASSAGES_CLOSE}\n\nQuestion: {{question}}\n\n"
+PAPERS_USER_PROMPT = _PAPERS_HEAD + (
+    "For each passage, in the order given, write one sentence saying what that paper contributes or "
+    "finds on the question, using only the passage, and end it with its source as [arXiv:ID]."
+)
+RELATE_USER_PROMPT = _PAPERS_HEAD + (
+    "In one sentence, using only the passages above, say how these papers {relation}, and end it with "
+    "the sources as [arXiv:ID] [arXiv:ID]."
+)
+RELATIONS = {"overview": "relate to each other on the question", "comparison": "differ"}
 HOSTED_USER_PROMPT = _USER_PROMPT.format(length="in a short paragraph")
 
 # One line on stderr and in `Answer.warnings` when a generative backend fails mid-answer.
@@ -65,6 +76,10 @@ RECITED = "a sentence cited arXiv:{old}, which does not say it; arXiv:{new} does
 CITED_FOR_IT = "a sentence cited no paper; arXiv:{new} says it, and is cited"
 CONTRADICTION = "{backend} added a refusal that contradicted its cited answer; the refusal was removed"
 STOPPED = "{backend} stopped early ({reason}); the answer shows the sentences checked before that"
+# Several papers: what happened to the sentence relating them, or to the judge's choice of papers.
+NOT_RELATED = "{backend}'s sentence relating the papers was not shown ({reason})"
+PAPERS_UNJUDGED = "the judge {judge} failed ({reason}); the papers were chosen by similarity alone"
+PAPERS_NONE = "the judge {judge} found no retrieved paper's finding that answers the question"
 
 # Rewrites a follow-up into a stand-alone question (adapted from llama-index's condense prompt).
 CONDENSE_TEMPLATE = """Given the conversation below and a follow-up question, rewrite the follow-up \

@@ -67,6 +67,20 @@ def stored_paper(store: Store, raw_id: str) -> Paper:
     return paper_from_metadata(chunks[0]["metadata"], join_chunks([c["document"] for c in chunks]))
 
 
+def stored_passage(store: Store, raw_id: str, score: float = 0.0) -> Passage:
+    """Return a stored paper as one passage: its whole abstract and its first chunk's metadata."""
+    arxiv_id = check_id(raw_id)
+    chunks = _chunks(store, arxiv_id, embeddings=False)
+    meta = dict(chunks[0]["metadata"])
+    return Passage(
+        arxiv_id=arxiv_id,
+        title=str(meta.get("title") or "") or None,
+        score=score,
+        text=join_chunks([c["document"] for c in chunks]),
+        metadata=meta,
+    )
+
+
 def paper_vector(store: Store, raw_id: str) -> tuple[str, np.ndarray]:
     """Return a stored paper's id and vector: the mean of its chunks' stored vectors, unit length."""
     arxiv_id = check_id(raw_id)

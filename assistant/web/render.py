@@ -20,6 +20,7 @@ _MARKER = re.compile(r"\[arXiv:([A-Za-z\-.]+/\d{7}|\d{4}\.\d{4,5})\]")
 # the only links in an answer are to the verified citations' abstract pages.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~{}$:.@])")
 _LINKED = re.compile(r"\[arXiv:([^\]]+)\]\(https://arxiv\.org/abs/[^)\s]+\)")
+_LIST_ITEM = re.compile(r"^- ", re.MULTILINE)
 _BACKSLASHED = re.compile(r"\\([\\`*_\[\]()#!|~{}$:.@])")
 
 ENTAILMENT_TITLE = "the judge's probability that this paper entails the answer sentence resting on it"
@@ -36,8 +37,15 @@ def escape_markdown(text: str) -> str:
 def reply_markdown(text: str, *, link: bool = True) -> str:
     """Render an answer's text as Markdown, its `[arXiv:ID]` markers as links to the abstract page.
 
+    An answer of several lines (an overview or comparison: one cited line per paper) is a list.
     `link=False` is for text still being generated: its citations are not verified yet.
     """
+    if "\n" in text:
+        return "\n".join(f"- {_reply_line(line, link)}" for line in text.split("\n") if line.strip())
+    return _reply_line(text, link)
+
+
+def _reply_line(text: str, link: bool) -> str:
     out: list[str] = []
     start = 0
     for match in _MARKER.finditer(text) if link else ():
@@ -51,6 +59,8 @@ def reply_markdown(text: str, *, link: bool = True) -> str:
 
 def plain_text(markdown: str) -> str:
     """Undo `reply_markdown`: the answer text as the pipeline wrote it, for follow-up questions."""
+    if "\n" in markdown:  # a list: one line per paper
+        markdown = _LIST_ITEM.sub("", markdown)
     text = _LINKED.sub(r"[arXiv:\1]", markdown)
     return html.unescape(_BACKSLASHED.sub(r"\1", text))
 
