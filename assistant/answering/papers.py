@@ -195,7 +195,7 @@ def stream_papers(
                 yield show(related.text)
                 break  # one sentence relates them
             if len(draft.sentences) == before:
-                reason = draft.unsupported[-1].reason if draft.unsupported else "it wrote none"
+                reason = (draft.unsupported[-1].reason if draft.unsupported else None) or "it wrote none"
                 warnings.append(prompts.NOT_RELATED.format(backend=backend.name, reason=reason))
         except Failure as failure:
             reason = safe(str(failure), one_line=True)
