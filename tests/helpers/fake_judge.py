@@ -34,7 +34,12 @@ class WordJudge(Judge):
             raise JudgeError("the judge word-judge failed: connection refused")
         if system == ANSWERABLE_SYSTEM:
             return self.answerable_p
-        evidence, _, claim = user.partition("\n\nClaim: ")
-        claim = claim.split("\n\n")[0]
-        words = _words(claim)
-        return 0.95 if len(words & _words(evidence)) >= 0.8 * len(words) else 0.05
+        return 0.95 if entailed_by_words(user) else 0.05
+
+
+def entailed_by_words(prompt: str) -> bool:
+    """The word rule on an entailment prompt: the evidence holds 80% of the claim's content words."""
+    evidence, _, claim = prompt.partition("\n\nClaim: ")
+    evidence = evidence.rpartition("Abstract: ")[2]
+    words = _words(claim.split("\n\n")[0])
+    return len(words & _words(evidence)) >= 0.8 * len(words)

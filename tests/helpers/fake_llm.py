@@ -16,13 +16,15 @@ from llama_index.core.llms.custom import CustomLLM
 from pydantic import PrivateAttr
 
 from assistant.llms import Backend
+from tests.helpers.fake_judge import entailed_by_words
 
 
 class QueuedLLM(CustomLLM):
     """Replies with the next queued text, streamed word by word; an exception in the queue is raised.
 
-    Asked as the judge (a prompt ending "Answer Yes or No."), it says `verdict` without touching the
-    queue, and the prompt goes to `judged`, not `prompts`: a scripted judge beside the scripted answerer.
+    Asked as the judge (its system prompt ends "Answer only Yes or No."), it answers by the word rule
+    of `WordJudge` (an answerability question: `verdict`) without touching the queue, and the prompt
+    goes to `judged`, not `prompts`: a scripted judge beside the scripted answerer.
     """
 
     _replies: deque[str | Exception] = PrivateAttr(default_factory=deque)
@@ -44,6 +46,8 @@ class QueuedLLM(CustomLLM):
     def _next(self, prompt: str) -> str:
         if "Answer only Yes or No." in prompt:
             self.judged.append(prompt)
+            if "\n\nClaim: " in prompt:
+                return "Yes" if entailed_by_words(prompt) else "No"
             return self.verdict
         self.prompts.append(prompt)
         reply = self._replies.popleft()
