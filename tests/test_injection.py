@@ -117,8 +117,14 @@ def test_injected_text_is_shown_as_data(ask_fake) -> None:
     ("reply", "kept"),
     [
         (f"Zebra transducers convert striped light into sound [arXiv:{FAKE_ID}].", []),
-        (f"They convert it into sound [arXiv:{INJECTED_ID}] [arXiv:{FAKE_ID}].", [INJECTED_ID]),
-        (f"They convert it into sound [arXiv:{INJECTED_ID}, arXiv:{FAKE_ID}].", [INJECTED_ID]),
+        (
+            f"Zebra transducers convert striped light into sound [arXiv:{INJECTED_ID}] [arXiv:{FAKE_ID}].",
+            [INJECTED_ID],
+        ),
+        (
+            f"Zebra transducers convert striped light into sound [arXiv:{INJECTED_ID}, arXiv:{FAKE_ID}].",
+            [INJECTED_ID],
+        ),
         (f"They convert striped light into sound (arXiv:{FAKE_ID}v2).", []),
         (f"As arXiv:{FAKE_ID} shows, zebra transducers convert striped light into sound.", []),
         (f"They convert striped light into sound [{FAKE_ID}].", []),
