@@ -41,8 +41,9 @@ def local_judge() -> LocalJudge:
 def test_the_bundled_model_tells_a_true_sentence_from_a_false_one(local_judge: LocalJudge) -> None:
     true, false = local_judge.entailment(TRUE, ABSTRACT), local_judge.entailment(FALSE, ABSTRACT)
     assert true >= 0.7 > 0.3 >= false, (true, false)
-    # The same prompt again reuses the cached prefix and gives the same figure: no sampling.
-    assert local_judge.entailment(TRUE, ABSTRACT) == pytest.approx(true, abs=1e-6)
+    # The same prompt again reuses the cached prefix: no sampling, the same figure up to the numerics
+    # of evaluating the prompt in other batches (0.936 vs 0.940 seen).
+    assert local_judge.entailment(TRUE, ABSTRACT) == pytest.approx(true, abs=0.02)
 
 
 def test_the_bundled_model_says_whether_passages_answer(local_judge: LocalJudge) -> None:
