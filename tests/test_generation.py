@@ -123,7 +123,7 @@ def test_when_the_judge_cannot_run_nothing_is_shown_as_checked(ask) -> None:
     _, result, _ = ask(QUESTION, CLAIM, judge=WordJudge(fail=True))
     assert result.backend == "extractive" and result.verifier == "extractive"
     assert result.warnings == [
-        "word-judge failed (the judge word-judge failed: connection refused); "
+        "word-judge failed (ConnectionError: connection refused); "
         "answered with the extractive answerer instead"
     ]
 

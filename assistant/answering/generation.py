@@ -115,6 +115,7 @@ def stream_answer(
                 answerable = judge.answerable(query, answerable_evidence(relevant))
         except JudgeError as exc:
             notice = prompts.FALLBACK_NOTICE.format(backend=judge.name, reason=safe(str(exc), one_line=True))
+            print(f"assistant: {notice}", file=sys.stderr)  # as when the answerer fails
             yield from extractive([notice])
             return
         clock.mark("answerable_s")

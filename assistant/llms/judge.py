@@ -96,7 +96,7 @@ class HostedJudge(Judge):
         try:
             response = self._llm().chat(messages, **options)
         except Exception as exc:  # any failure of a remote service: the caller falls back, said in one line
-            raise JudgeError(f"the judge {self.name} failed: {self._describe(exc)}") from None
+            raise JudgeError(self._describe(exc)) from None  # said as "{name} failed (...)"
         if self._logprobs and (p := _from_logprobs(response.raw)) is not None:
             return p
         self._logprobs = False

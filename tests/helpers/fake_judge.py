@@ -31,7 +31,7 @@ class WordJudge(Judge):
         """Return 0.95 / 0.05 by the word rule, or the scripted answerability."""
         self.calls.append(user)
         if self.fail:
-            raise JudgeError("the judge word-judge failed: connection refused")
+            raise JudgeError("ConnectionError: connection refused")
         if system == ANSWERABLE_SYSTEM:
             return self.answerable_p
         return 0.95 if entailed_by_words(user) else 0.05
