@@ -210,8 +210,8 @@ def hostile_chat(seed_store: Path, embed: MiniLMEmbedding, monkeypatch: pytest.M
 
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     backend, _ = fake_backend(HOSTILE_REPLY)
-    # The rendering is under test, not the support check (which would withhold this reply): floor 0.
-    settings = make_settings(seed_store, **{"answer.min_support": 0.0})
+    # The rendering is under test, not the judge (which would withhold this reply): nobody judges.
+    settings = make_settings(seed_store, **{"answer.verifier": "none"})
     app = build(Assistant(settings, embed_model=embed, backend=backend))
     port = free_port()
     app.launch(
