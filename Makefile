@@ -1,4 +1,5 @@
-# Set-up and checks. `make run` starts the web chat on the bundled abstracts; `make test` runs the tests.
+# Set-up and checks. `make run` starts the web chat on the bundled abstracts; `make test` runs the tests
+# (tests/test_docs.py among them: `mkdocs build --strict` of the documentation site).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
@@ -15,7 +16,7 @@ GGML_FEATURES := $(foreach pair,$(GGML_PAIRS),$(if $(filter $(word 1,$(subst :, 
 	-DGGML_$(word 2,$(subst :, ,$(pair)))=ON))
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF $(if $(filter amx_int8,$(CPU_FLAGS)),-DGGML_NATIVE=OFF $(GGML_FEATURES))
 
-.PHONY: run install dev chromium test test-fast test-ray fuzz lint format bench-retrieval bench-ingest bench-llm \
+.PHONY: run install dev chromium test test-fast test-ray fuzz lint format docs bench-retrieval bench-ingest bench-llm \
 	bench-answers bench-load bench-ingest-latency bench-scale clean-store gemma gemma-build test-gemma bench-gemma
 
 $(PY):
@@ -89,13 +90,18 @@ fuzz: dev
 	ASSISTANT_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_fuzz.py
 
 lint: dev
-	$(VENV)/bin/ruff check assistant tests bench
-	$(VENV)/bin/ruff format --check assistant tests bench
-	$(VENV)/bin/mypy assistant
+	$(VENV)/bin/ruff check assistant tests bench harness
+	$(VENV)/bin/ruff format --check assistant tests bench harness
+	$(VENV)/bin/mypy assistant harness
 
 format: dev
-	$(VENV)/bin/ruff format assistant tests bench
-	$(VENV)/bin/ruff check --fix assistant tests bench
+	$(VENV)/bin/ruff format assistant tests bench harness
+	$(VENV)/bin/ruff check --fix assistant tests bench harness
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or a page left out
+# of the nav fails, as in `make test`.
+docs: dev
+	$(VENV)/bin/mkdocs build --strict
 
 # Benchmarks: long, and not part of `make test`. Data from ../shared/data or $ARXIV_DATA.
 bench-retrieval: dev

@@ -15,17 +15,18 @@ from assistant.config_sources import describe, flatten, put, read_toml, resolve_
 from assistant.errors import ConfigError
 
 CONFIG_ENV = "ASSISTANT_CONFIG"
-# The store sizes the relevance thresholds were measured at (README "Knowing when not to answer"):
+# The store sizes the relevance thresholds were measured at (docs/measured.md "Knowing when not to answer"):
 # min_score_* on 2,000 papers, their growth up to 74,728; it is not extrapolated beyond.
 CALIBRATED_PAPERS = 2_000
 LARGEST_CALIBRATED = 75_000
 # (answer tokens, passage tokens) by backend unless set: a local CPU model pays ~10 ms per prompt token
-# before its first word (README "Answering with a language model"); hosted models write syntheses.
+# before its first word (docs/models.md "Answering with a language model"); hosted models write syntheses.
 LOCAL_BUDGET = (160, 200)
 HOSTED_BUDGET = (400, 1500)
 # Most papers one question may retrieve, wherever it comes from (a flag, the API, the page).
 MAX_TOP_K = 100
 RERANK_KINDS = ("none", "sentences", "llm")
+VERIFIERS = ("auto", "local", "answerer", "none")
 
 
 def setting(default: Any, description: str, env: str, **limits: Any) -> Any:
@@ -98,7 +99,7 @@ class RetrievalSettings(Section):
         "dist_based_score", "how hybrid fuses the dense and BM25 rankings", "ASSISTANT_FUSION"
     )
     # BM25 is the stronger ranking on arXiv abstracts (exact method names, datasets); an equal share
-    # let the weaker dense ranking outvote it (README "Retrieval benchmark": 0.3 calibrated there).
+    # let the weaker dense ranking outvote it (docs/measured.md "Retrieval": 0.3 calibrated there).
     dense_weight: float = setting(
         0.3,
         "dense ranking's share in hybrid fusion, BM25 gets the rest (reciprocal_rerank: 0.5 = unweighted)",
@@ -166,7 +167,7 @@ class RetrievalSettings(Section):
         ge=1,
         le=100,
     )
-    # Relevance thresholds, calibrated per retriever (README "Knowing when not to answer"): a
+    # Relevance thresholds, calibrated per retriever (docs/measured.md "Knowing when not to answer"): a
     # passage counts only if one of its sentences has at least this cosine to the question.
     min_score_dense: float = setting(
         0.38, "decline below this best-sentence cosine (dense)", "ASSISTANT_MIN_SCORE_DENSE", ge=-1, le=1
@@ -244,7 +245,7 @@ class AnswerSettings(Section):
         ge=0,
         le=8000,
     )
-    # Calibrated on bench/questions/answers-dev.jsonl (README "Refusals decided by evidence").
+    # Calibrated on bench/questions/answers-dev.jsonl (docs/checking.md "How an answer is checked").
     strong_margin: float = setting(
         0.13,
         "evidence is strong when a sentence is this far above the relevance threshold (cosine): then a local "
@@ -253,13 +254,37 @@ class AnswerSettings(Section):
         ge=0,
         le=2,
     )
-    min_support: float = setting(
-        0.52,
-        "an answer sentence whose best cosine to a sentence of the passages it cites is below this is "
-        "withheld as unsupported",
-        "ASSISTANT_MIN_SUPPORT",
-        ge=-1,
+    verifier: str = setting(
+        "auto",
+        "who judges that each answer sentence is entailed by the abstract it cites: auto (the hosted "
+        "answerer when one answers, else the bundled local model), local, answerer (whatever --llm "
+        "names), none (sentences are shown unchecked, and every answer says so)",
+        "ASSISTANT_VERIFIER",
+    )
+    # Chosen on bench/questions/claims-dev.jsonl (docs/measured.md "Answers you can check").
+    min_entailment: float = setting(
+        0.7,
+        "a sentence is shown only when the judge's probability that its cited abstract entails it is "
+        "at least this",
+        "ASSISTANT_MIN_ENTAILMENT",
+        ge=0,
         le=1,
+    )
+    min_answerable: float = setting(
+        0.5,
+        "the model is asked only when the judge's probability that the best passages answer the "
+        "question is at least this; below, the answer is the refusal",
+        "ASSISTANT_MIN_ANSWERABLE",
+        ge=0,
+        le=1,
+    )
+    judge_sentences: int = setting(
+        2,
+        "sentences of the cited abstract the judge sees: those sharing most words with the sentence "
+        "judged; 0 = the whole abstract",
+        "ASSISTANT_JUDGE_SENTENCES",
+        ge=0,
+        le=50,
     )
     threads: int = setting(
         2, "CPU threads of an in-process llama.cpp model; 0 = its default", "ASSISTANT_LLM_THREADS", ge=0
@@ -270,9 +295,30 @@ class AnswerSettings(Section):
     max_sentences: int = setting(
         3, "sentences the extractive answerer quotes", "ASSISTANT_MAX_SENTENCES", ge=1, le=20
     )
+    max_papers: int = setting(
+        4,
+        "papers an overview answer gives a line each (best first; a comparison gives its two)",
+        "ASSISTANT_MAX_PAPERS",
+        ge=1,
+        le=20,
+    )
+    paper_lines: Literal["extractive", "model"] = setting(
+        "extractive",
+        "how an overview or comparison says what each paper contributes: extractive (the abstract's "
+        "sentence closest to the question, past its background) or model (written by the answerer, "
+        "judged, else the extractive sentence)",
+        "ASSISTANT_PAPER_LINES",
+    )
     max_question_chars: int = setting(
         2000, "longest question accepted", "ASSISTANT_MAX_QUESTION_CHARS", ge=10
     )
+
+    @field_validator("verifier")
+    @classmethod
+    def _known_verifier(cls, value: str) -> str:
+        if value not in VERIFIERS:
+            raise ValueError(f"use one of: {', '.join(VERIFIERS)}")
+        return value
 
     @field_validator("max_tokens", "max_context_tokens")
     @classmethod

@@ -17,7 +17,8 @@ from typing import Any
 from assistant.config import Settings
 from assistant.embeddings import spec_of, store_id
 from assistant.errors import AssistantError
-from assistant.store import CHROMA_FILE, MODEL_KEY, SCAN_PAGE, Store, keyword, leftovers, writable
+from assistant.store import MODEL_KEY, SCAN_PAGE, Store, keyword, writable
+from assistant.store.folder import CHROMA_FILE, foreign, leftovers
 from assistant.store.bm25 import BM25Params
 from assistant.store.keyword.files import MANIFEST, Files
 
@@ -104,6 +105,10 @@ def diagnose(settings: Settings) -> Diagnosis:
         f"http://{settings.store.host}:{settings.store.port}" if _server(settings) else settings.store.path
     )
     report = Diagnosis(str(where))
+    if others := foreign(Path(settings.store.path)):  # the store refuses to open such a folder
+        detail = f"{settings.store.path} holds files the store did not write ({', '.join(others[:4])})"
+        report.problem("folder", detail, "move them out, or give --store the folder of a store")
+        return report
     if not _server(settings) and not _files(settings, report):
         return report
     try:

@@ -8,15 +8,27 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant.answering.followup import Known, from_conversation
 from assistant.answering.generation import Clock, stream_answer
+from assistant.answering.papers import overview_papers, stream_papers
 from assistant.config import Settings
 from assistant.embeddings import MiniLMEmbedding, SentenceCache, default_embedding, store_id
 from assistant.embeddings import resolve as resolve_embedding
-from assistant.errors import StoreError
+from assistant.errors import AssistantError, InputError, StoreError
 from assistant.ingest import Ingester, bundled_corpus
-from assistant.llms import Backend, resolve
+from assistant.llms import Backend, resolve, resolve_judge
 from assistant.retrieve import Filters, Retrieval
-from assistant.retrieve.condense import condense
+from assistant.retrieve.condense import cited_papers, condense, is_follow_up
+from assistant.retrieve.kinds import (
+    COMPARISON,
+    OVERVIEW,
+    SINGLE,
+    Kind,
+    comparison_sides,
+    overview_topic,
+    question_kind,
+    side_match,
+)
 from assistant.retrieve.limits import (
     Search,
     check_filters,
@@ -30,7 +42,7 @@ from assistant.retrieve.sentences import score_sentences
 from assistant.schema import Answer, Paper, Passage
 from assistant.store import Store
 from assistant.store.bm25 import BM25Params
-from assistant.store.papers import paper_vector, stored_paper
+from assistant.store.papers import paper_vector, stored_paper, stored_passage
 
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -61,6 +73,7 @@ class Assistant:
         embedding = self.settings.embedding
         # Resolved first: a bad `--llm`, `--embedding` or `--rerank` fails before anything slow is loaded.
         self._backend = backend or resolve(self.settings.answer)
+        self.judge = resolve_judge(self.settings.answer, self._backend)
         choice = resolve_embedding(self.settings)
         self.reranker = Reranker(
             self.settings.retrieval.rerank, backend=self._backend, timeout=embedding.timeout
@@ -201,19 +214,58 @@ class Assistant:
     ) -> Iterator[str | Answer]:
         """Yield the answer's text as it is generated, then the verified `Answer` as the last item.
 
-        With `history`, a follow-up is first condensed into a stand-alone search `query`.
+        With `history`, a follow-up is first condensed into a stand-alone search `query`, and answered
+        from the papers the conversation cited when they hold its answer (`answering.followup`).
         """
         clock = Clock(time.perf_counter())
         search = check_search(self.settings, question, top_k=top_k, retriever=retriever, filters=filters)
         history = check_history(history)
+        # One cache per question: the sentences the rerank stage embedded are not embedded again.
+        sentences = SentenceCache(self.sentence_model)
+        min_score = self.min_score(search.retriever)
+        known: Known | None = None
         if query is not None:
             query = check_question(query, self.settings.answer.max_question_chars)
         elif history:
-            query = condense(search.question, history, llm=self.llm)
-        # One cache per question: the sentences the rerank stage embedded are not embedded again.
-        sentences = SentenceCache(self.sentence_model)
-        passages = self._retrieve(query or search.question, search, sentences)
-        scores = score_sentences(query or search.question, passages, sentences)
+            follow_up = is_follow_up(search.question)
+            if follow_up and self.judge is not None:
+                # The judge reads the conversation's papers whole: the follow-up needs no rewriting (which
+                # costs a generation, and a small model's rewrite can lose what "it" was).
+                known = self._from_conversation(search.question, history, search, sentences, min_score)
+            if known is None:
+                query = condense(search.question, history, llm=self.llm)
+                if follow_up and self.judge is None:  # the rewrite's words decide relevance
+                    known = self._from_conversation(query, history, search, sentences, min_score)
+        text = query or search.question
+        kind = question_kind(search.question) if known is None else SINGLE
+        if kind == OVERVIEW:  # its topic, without "what do the papers say about", is searched and scored
+            text = overview_topic(text)
+        if kind != SINGLE:
+            papers = self._several(kind, text, search, sentences, min_score)
+            if papers is not None:
+                passages, ranks = papers
+                scores = score_sentences(text, passages, sentences)
+                clock.mark("retrieval_s")
+                yield from stream_papers(
+                    self._backend,
+                    search.question,
+                    passages,
+                    scores,
+                    ranks or overview_papers(scores, min_score, self.settings.answer.max_papers),
+                    kind=kind,
+                    embed_model=sentences,
+                    settings=self.settings.answer,
+                    judge=self.judge,
+                    query=query,
+                    clock=clock,
+                    form=self.settings.answer.paper_lines,
+                )
+                return
+        if known is not None:
+            passages, scores = known.passages, known.scores
+        else:
+            passages = self._retrieve(text, search, sentences)
+            scores = score_sentences(text, passages, sentences)
         clock.mark("retrieval_s")
         yield from stream_answer(
             self._backend,
@@ -222,9 +274,76 @@ class Assistant:
             scores,
             embed_model=sentences,
             settings=self.settings.answer,
-            min_score=self.min_score(search.retriever),
+            min_score=known.min_score if known else min_score,
+            judge=self.judge,
+            abstract=lambda arxiv_id: stored_paper(self.store, arxiv_id).abstract,
             query=query,
             clock=clock,
+            answerable=known.answerable if known else None,
+            context=known.context if known else None,
+        )
+
+    def _several(
+        self, kind: Kind, text: str, search: Search, sentences: SentenceCache, min_score: float
+    ) -> tuple[list[Passage], list[int]] | None:
+        """The passages (whole abstracts) of an overview, or a comparison's two papers and their ranks.
+
+        A comparison's sides are found in the search for the whole question, or each searched on its
+        own when it does not find both; None (answer as a single question) when a side is not found or
+        both are one paper.
+        """
+        passages = self._retrieve(text, search, sentences)
+        sides = comparison_sides(search.question) if kind == COMPARISON else None
+        if sides is None:
+            return (self._whole(passages), []) if kind == OVERVIEW else None
+        pair: list[Passage] = []
+        for side in sides:
+            taken = {p.arxiv_id for p in pair}
+            pool = [p for p in passages if p.arxiv_id not in taken]
+            rank = side_match(side, pool, sentences, min_score)
+            if rank is None:  # this side on its own
+                pool = [p for p in self._retrieve(side, search, sentences) if p.arxiv_id not in taken]
+                rank = side_match(side, pool, sentences, min_score)
+            if rank is None:
+                return None
+            pair.append(pool[rank])
+        return self._whole(pair), [0, 1]
+
+    def _whole(self, passages: list[Passage]) -> list[Passage]:
+        """The retrieved papers as whole abstracts (a long one was found by its best chunk)."""
+        whole = []
+        for p in passages:
+            try:
+                text = stored_passage(self.store, p.arxiv_id).text
+            except AssistantError:  # deleted since, or an id of another form: its retrieved chunk
+                text = p.text
+            whole.append(Passage(p.arxiv_id, p.title, p.score, text, p.metadata))
+        return whole
+
+    def _from_conversation(
+        self, query: str, history: Sequence[Any], search: Search, sentences: SentenceCache, min_score: float
+    ) -> Known | None:
+        """The papers the conversation cited, if they answer the follow-up `query` (and pass the filters)."""
+        ids = cited_papers(history, limit=search.top_k)
+        if not ids:
+            return None
+        self.ensure_indexed()
+
+        def passage(arxiv_id: str) -> Passage:
+            found = stored_passage(self.store, arxiv_id)
+            if not search.filters.matches(found.metadata):  # a follow-up asked with filters keeps to them
+                raise InputError(f"arXiv:{arxiv_id} does not pass the filters")
+            return found
+
+        return from_conversation(
+            query,
+            ids,
+            passage,
+            sentences,
+            judge=self.judge,
+            settings=self.settings.answer,
+            min_score=min_score,
+            local=not self._backend.hosted,
         )
 
 

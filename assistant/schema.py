@@ -68,6 +68,8 @@ class Sentence:
     supported: bool
     evidence: list[Evidence] = field(default_factory=list)
     reason: str | None = None  # why it is unsupported
+    # The judge's probability that the cited abstract entails it; None when nobody judged it.
+    entailment: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,9 @@ class Answer:
     proposed_citations: list[str] = field(default_factory=list)
     # Seconds: retrieval_s, first_token_s (the answerer's first output), total_s (question to answer).
     timings: dict[str, float] = field(default_factory=dict)
+    # Who judged that each sentence is entailed by the abstract it cites: a model's name, "none"
+    # (nobody: the warnings say so) or "extractive" (verbatim sentences need no judge).
+    verifier: str = "none"
 
     @property
     def answered(self) -> bool:

@@ -1,7 +1,7 @@
 """Answer quality and speed of the bundled local model: the previous answer path against this one, same run.
 
     python bench/answers.py                       # both paths, every question file, the local model
-    python bench/answers.py --baseline 020a5b5    # which commit is "previous" (default: before issue 16)
+    python bench/answers.py --baseline 020a5b5    # which commit is "previous" (default: before the judge)
     python bench/answers.py --grammar-cost        # also: generation speed with and without the grammar
 
 The previous path is that commit's `assistant/` package (taken with `git archive`, never checked out), run
@@ -30,8 +30,10 @@ QUESTIONS = [
     ROOT / "assistant" / "data" / "seed_questions.jsonl",
     ROOT / "bench" / "questions" / "answers-dev.jsonl",
     ROOT / "bench" / "questions" / "answers-heldout.jsonl",
+    # Written by a helper session that saw no answers, before the judge was tuned (2026-12-05).
+    ROOT / "bench" / "questions" / "answers-reworded.jsonl",
 ]
-BASELINE = "020a5b5"  # main before "Answers a researcher can trust" (issue 16)
+BASELINE = "c379b2b"  # main before "Answers you can check" (issue 25): MiniLM support and hand rules
 NOT_FOUND = "The indexed abstracts do not answer this question."
 _PASSAGE_LABEL = re.compile(r"\bPassage\s*\d", re.IGNORECASE)
 
@@ -62,6 +64,7 @@ def drive(store: Path, llm: str, questions: Path, out: Path) -> None:
                 timings = getattr(result, "timings", {})
                 row = {
                     "file": questions.name,
+                    "kind": case.get("kind", ""),
                     "question": turn["question"],
                     "expected_ids": turn["expected_ids"],
                     "answer_contains": turn.get("answer_contains", []),
@@ -98,6 +101,8 @@ def metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "n": len(rows),
         "right_paper_cited": share(answerable, lambda r: bool(set(r["citations"]) & set(r["expected_ids"]))),
+        # Every expected paper cited (both, for a comparison).
+        "all_papers_cited": share(answerable, lambda r: set(r["expected_ids"]) <= set(r["citations"])),
         "first_citation_right": share(answerable, cited_first),
         "facts_present": share(with_facts, facts),
         "false_refusals": sum(not r["citations"] for r in answerable),
@@ -209,10 +214,13 @@ def main() -> None:
                 package, store, args.llm, questions, out / f"{name}-{questions.stem}.jsonl"
             )
     files = [q.name for q in args.questions]
+    kinds = sorted({r.get("kind", "") for r in rows["this"]} - {""})
     table = {
-        (name, scope): metrics([r for r in rows[name] if scope == "all" or r["file"] == scope])
+        (name, scope): metrics(
+            [r for r in rows[name] if scope in ("all", r["file"], f"kind:{r.get('kind', '')}")]
+        )
         for name in rows
-        for scope in ["all", *files]
+        for scope in ["all", *files, *(f"kind:{k}" for k in kinds)]
     }
     keys = list(next(iter(table.values())))
     print(f"| path | questions | {' | '.join(keys)} |")

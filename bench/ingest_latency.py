@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # this checkout, and bench/ as a package
+sys.path.insert(0, str(ROOT))  # this checkout: harness/ holds the servers and the chats
 
-from bench.chats import client, serving  # noqa: E402
-from bench.servers import chroma  # noqa: E402
+from harness.chats import client, serving  # noqa: E402
+from harness.servers import chroma  # noqa: E402
 
 DEFAULT_DATA = (
     Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data")) / "arxiv-cs-75k.kaggle.jsonl.gz"

@@ -1,6 +1,6 @@
 """Load benchmark: 16 chats at once through `gradio_client` against `assistant serve`.
 
-Runs the load test's chats (bench/chats.py: the seed question set's 14 questions and 2 two-turn
+Runs the load test's chats (harness/chats.py: the seed question set's 14 questions and 2 two-turn
 conversations: 18 requests) against two backends: the extractive answerer and a fake hosted
 model on 127.0.0.1 (OpenAI's streaming protocol, one word every --fake-delay s), so the model's
 wait is real network waiting and the rest is this machine's work. Baseline, in the same run: the
@@ -21,11 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # this checkout, and bench/ as a package: the chats and the fake model
+sys.path.insert(0, str(ROOT))  # this checkout: harness/ holds the chats and the fake model
 
 from assistant.config import Settings  # noqa: E402
-from bench.chats import Reply, Turn, at_once, chats, mismatches, one_by_one, problems, serving  # noqa: E402
-from bench.servers import fake_openai  # noqa: E402
+from harness.chats import Reply, Turn, at_once, chats, mismatches, one_by_one, problems, serving  # noqa: E402
+from harness.servers import fake_openai  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

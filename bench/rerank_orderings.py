@@ -58,6 +58,8 @@ def main() -> int:
     parser.add_argument("--retriever", default="hybrid")
     args = parser.parse_args()
     model = default_embedding()
+    if (args.store / "complete").exists():  # bench/retrieval.py's mark, kept beside the store now
+        (args.store / "complete").rename(args.store.with_name(f"{args.store.name}.complete"))
     settings = Settings.load(env={}, overrides={"store.path": args.store, "answer.llm": "extractive"})
     bot = Assistant(settings, embed_model=model)
     kept: list[dict[str, Any]] = []

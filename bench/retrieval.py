@@ -118,6 +118,11 @@ QUESTION_PROMPT = (
 )
 
 
+def complete_marker(store: Path) -> Path:
+    """The file beside a store that says it was built whole (not inside: the store holds only its own)."""
+    return store.with_name(f"{store.name}.complete")
+
+
 class _Quiet:
     """A progress bar that shows nothing (evaluate_retrieval reports progress through one)."""
 
@@ -190,7 +195,10 @@ class Stores:
         A store is reused once complete; the distractor stores share one embedded base.
         """
         path = self.folder / f"{name}{slug(spec)}"
-        if (path / "complete").exists():
+        marker = complete_marker(path)
+        if (path / "complete").exists():  # where it was kept before the store refused foreign files
+            (path / "complete").rename(marker)
+        if marker.exists():
             return path
         settings = self.settings(path, spec, titles=titles)
         if base is not None and not path.exists():
@@ -205,7 +213,7 @@ class Stores:
             done = min(i + BATCH_PAPERS, len(todo))
             print(f"\r{path.name}: {done} / {len(todo)} papers", end="", file=sys.stderr)
         keyword.load_or_build(store)
-        (path / "complete").touch()
+        marker.touch()
         print(f"\nbuilt {path}: {report.summary()} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         return path
 

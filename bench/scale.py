@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # this checkout, and bench/ as a package
+sys.path.insert(0, str(ROOT))  # this checkout: bench/ as a package, and harness/
 
 from bench.retrieval import percentile  # noqa: E402
-from bench.servers import chroma, descendants, ray_cluster  # noqa: E402
+from harness.servers import chroma, descendants, ray_cluster  # noqa: E402
 
 DEFAULT_DATA = (
     Path(os.environ.get("ARXIV_DATA", ROOT.parent / "shared" / "data")) / "arxiv-cs-75k.kaggle.jsonl.gz"

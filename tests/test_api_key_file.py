@@ -16,7 +16,7 @@ from assistant.config import AnswerSettings, Settings
 from assistant.errors import ConfigError, LLMError
 from assistant.keys import COMPATIBLE_KEY_ENV
 from assistant.llms import resolve
-from bench.servers import FakeOpenAI, fake_openai
+from harness.servers import FakeOpenAI, fake_openai
 from tests.helpers.cli import run
 from tests.helpers.servers import Scripted, stub_server
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench.servers import free_port, running
+from harness.servers import free_port, running
 from tests.helpers.settings import ROOT
 from tests.test_ui import CHROMIUM, CHROMIUM_ARGS
 

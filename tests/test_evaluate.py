@@ -14,6 +14,7 @@ from assistant.evaluate import evaluate, load_cases, retrieval_scores
 from assistant.evaluate.report import markdown, write
 from assistant.pipeline import Assistant
 from tests.helpers.cli import run
+from tests.helpers.fake_judge import WordJudge
 from tests.helpers.fake_llm import fake_backend
 
 QUESTIONS = Path(__file__).resolve().parent.parent / "assistant" / "data" / "seed_questions.jsonl"
@@ -72,7 +73,7 @@ def test_conversations_and_unanswerable_questions(seed_assistant: Assistant) -> 
         "unanswerable_declined",
     }
     assert hybrid["recall@5"] == 1.0 and hybrid["unanswerable_declined"] == 1.0
-    # Every answerable question's passages clear the threshold (README: lowest best sentence 0.40).
+    # Every answerable question's passages clear the threshold (docs/measured.md: lowest best sentence 0.40).
     assert hybrid["answerable_kept"] == 1.0
     assert all(r["retrieval_ms"] > 0 for r in report.per_question)
     follow_up = [r for r in report.per_question if r.get("turn") == 2 and r["retriever"] == "hybrid"]
@@ -109,10 +110,11 @@ def test_answer_metrics_count_what_the_model_proposed(
         "Simulated feedback is 45x cheaper than crowdworkers [arXiv:2305.14387] [arXiv:9912.99999]. "
         "AlpacaFarm was first released in 1850 [arXiv:2305.14387].",
         # The right paper cited second, after a retrieved one that is true but not what was asked.
-        "AlpacaFarm simulates human feedback at a low cost [arXiv:2305.14387]. "
+        "AlpacaFarm is a simulator for learning from feedback at a low cost [arXiv:2305.14387]. "
         "AdaScale SGD adapts learning rates to large-batch training [arXiv:2007.05105].",
     )
     fake = Assistant(seed_assistant.settings, embed_model=embed, store=seed_assistant.store, backend=backend)
+    fake.judge = WordJudge()
     report = evaluate(seed_assistant, load_cases(path, print), answers=[fake, seed_assistant])
     model, extractive = report.answers["fake"], report.answers["extractive"]
     assert set(model) >= ANSWER_KEYS and set(extractive) >= ANSWER_KEYS

@@ -26,6 +26,7 @@ from assistant.embeddings import MODEL_ID, MiniLMEmbedding
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import Assistant
 from assistant.store import Store, writable
+from harness.servers import free_port
 from tests.helpers.cli import child_env, run
 from tests.helpers.settings import make_settings
 
@@ -375,7 +376,9 @@ def test_damaged_store_one_line_and_doctor(store: Path, damage: str) -> None:
 def test_serve_on_a_damaged_store_is_one_line(store: Path) -> None:
     os.truncate(store / "chroma.sqlite3", 4096)
     one_error_line(
-        run("serve", "--store", str(store), "--port", "1"), "the store is damaged", "assistant doctor"
+        run("serve", "--store", str(store), "--port", str(free_port())),
+        "the store is damaged",
+        "assistant doctor",
     )
 
 

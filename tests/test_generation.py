@@ -9,9 +9,9 @@ import pytest
 from assistant import Answer, Assistant
 from assistant.answering.grammar import answer_grammar
 from assistant.answering.stream import SentenceStream
-from assistant.answering.support import restates, unmentioned_names
 from assistant.embeddings import MiniLMEmbedding
 from assistant.llms.prompts import HOSTED_SYSTEM_PROMPT, NOT_FOUND, SYSTEM_PROMPT
+from tests.helpers.fake_judge import WordJudge
 from tests.helpers.fake_llm import fake_backend
 from tests.helpers.settings import make_settings
 
@@ -25,9 +25,16 @@ CLAIM = f"Simulated feedback is 45x cheaper than crowdworkers [arXiv:{RIGHT}]."
 def ask(seed_store: Path, embed: MiniLMEmbedding):
     """Ask the bundled store with a scripted hosted model; return (streamed pieces, Answer, the model)."""
 
-    def run(question: str, *replies: str | Exception, hosted: bool = True, **overrides: object):
+    def run(
+        question: str,
+        *replies: str | Exception,
+        hosted: bool = True,
+        judge: WordJudge | None | str = "words",
+        **overrides: object,
+    ):
         backend, llm = fake_backend(*replies, hosted=hosted)
         bot = Assistant(make_settings(seed_store, **overrides), embed_model=embed, backend=backend)
+        bot.judge = WordJudge() if judge == "words" else judge  # type: ignore[assignment]
         *pieces, result = bot.stream(question)
         assert isinstance(result, Answer) and all(isinstance(p, str) for p in pieces)
         return pieces, result, llm
@@ -68,58 +75,57 @@ def test_a_refusal_mixed_into_an_answer_is_removed_and_said(ask) -> None:
     ]
 
 
-def test_refusal_despite_strong_evidence_is_not_accepted(ask) -> None:
-    # The question's best sentence is 0.71, the threshold 0.38: strong from a margin of 0.33 down.
-    _, result, _ = ask(QUESTION, NOT_FOUND, **{"answer.strong_margin": 0.2})
+def test_refusal_when_the_judge_finds_the_answer_is_not_accepted(ask) -> None:
+    _, result, _ = ask(QUESTION, NOT_FOUND, judge=WordJudge(answerable=0.9))
     assert result.backend == "extractive" and result.citations[0] == RIGHT
-    assert "fake declined, but an abstract sentence matches the question closely" in result.warnings[0]
-    assert result.warnings[0].endswith("answered with the extractive answerer instead")
-
-
-def test_refusal_below_strong_evidence_is_the_models_call(ask) -> None:
-    _, result, _ = ask(QUESTION, NOT_FOUND, **{"answer.strong_margin": 0.5})
-    assert result.text == NOT_FOUND and not result.answered and result.warnings == []
-
-
-def test_a_refusal_stands_when_the_question_names_what_no_passage_mentions(ask) -> None:
-    # Strong evidence (as above), but no retrieved abstract mentions ImageNet: a near miss.
-    question = "How much cheaper is simulated human feedback than crowdworkers on ImageNet?"
-    _, result, _ = ask(question, NOT_FOUND, **{"answer.strong_margin": 0.2})
-    assert result.backend == "fake" and result.text == NOT_FOUND and result.warnings == []
-
-
-def test_a_sentence_that_only_turns_the_question_round_is_withheld(ask) -> None:
-    question = "What reward model architecture does AlpacaFarm use?"
-    _, result, _ = ask(question, f"AlpacaFarm uses a reward model architecture [arXiv:{RIGHT}].")
-    assert result.text == NOT_FOUND
-    assert [s.reason for s in result.unsupported] == ["it only restates the question"]
-
-
-def test_restating_needs_no_new_word_or_figure() -> None:
-    assert restates(
-        "AlpacaFarm uses a reward model architecture.", "What reward model architecture does AlpacaFarm use?"
-    )
-    assert not restates(
-        "Goodhart's Law describes metrics that become targets.",
-        "Which law describes metrics that become targets?",
-    )
-    assert not restates("120 million papers were analyzed.", "How many papers were analyzed?")
-    # A yes/no question is answered by its own words.
-    assert not restates("Yes, there are paths of high accuracy.", "Are there paths of high accuracy?")
-    # A which-papers question is answered by the markers that come with the sentence.
-    assert not restates(
-        "The papers study generative models of sets.", "Which papers study generative models of sets?"
+    assert result.warnings[0] == (
+        "fake declined, but the passages answer the question (the judge word-judge: 0.90); "
+        "answered with the extractive answerer instead"
     )
 
 
-def test_names_are_found_in_questions() -> None:
-    texts = ["AdaScale SGD scales to large batches; we compare with SWA and BERT-base."]
-    assert unmentioned_names("What batch size did AdaScale use on ImageNet and CIFAR-10?", texts) == [
-        "ImageNet",
-        "CIFAR-10",
+def test_the_model_is_not_asked_when_the_judge_finds_no_answer(ask) -> None:
+    judge = WordJudge(answerable=0.2)
+    _, result, llm = ask(QUESTION, judge=judge)  # no reply queued: asking the model would fail
+    assert result.text == NOT_FOUND and not result.answered and llm.prompts == []
+    assert result.warnings == ["the judge word-judge found no answer in the best passages (0.20 < 0.50)"]
+    assert len(judge.calls) == 1 and QUESTION in judge.calls[0]
+
+
+def test_without_a_judge_strong_evidence_decides_and_the_answer_says_it_was_not_judged(ask) -> None:
+    # The question's best sentence is 0.71, the threshold 0.38: strong from a margin of 0.33 down.
+    _, result, _ = ask(QUESTION, NOT_FOUND, judge=None, **{"answer.strong_margin": 0.2})
+    assert result.backend == "extractive" and result.verifier == "extractive"
+    assert "an abstract sentence matches it closely" in result.warnings[0]
+    _, result, _ = ask(QUESTION, NOT_FOUND, judge=None, **{"answer.strong_margin": 0.5})
+    assert result.text == NOT_FOUND and result.warnings == []
+    _, result, _ = ask(QUESTION, CLAIM, judge=None)
+    assert result.text == CLAIM and result.verifier == "none" and result.sentences[0].entailment is None
+    assert result.warnings == [
+        "no model judged whether the cited abstracts entail these sentences (verifier none)"
     ]
-    assert unmentioned_names("How does its midpoint compare to SWA?", texts) == []
-    assert unmentioned_names("Which papers study generative models of sets of images?", texts) == []
+
+
+def test_a_sentence_its_cited_abstract_does_not_entail_is_withheld(ask) -> None:
+    # Built from the abstract's own words, so it is on topic, but it says what the abstract does not.
+    false = (
+        f"AlpacaFarm replaces crowdworkers with reinforcement learning from zebra feedback [arXiv:{RIGHT}]."
+    )
+    pieces, result, _ = ask(QUESTION, f"{CLAIM} {false}")
+    assert pieces == [CLAIM] and result.text == CLAIM and result.verifier == "word-judge"
+    assert result.sentences[0].entailment == 0.95
+    (withheld,) = result.unsupported
+    assert withheld.entailment == 0.05
+    assert withheld.reason == "its cited abstract does not entail it (judge 0.05 < 0.70)"
+
+
+def test_when_the_judge_cannot_run_nothing_is_shown_as_checked(ask) -> None:
+    _, result, _ = ask(QUESTION, CLAIM, judge=WordJudge(fail=True))
+    assert result.backend == "extractive" and result.verifier == "extractive"
+    assert result.warnings == [
+        "word-judge failed (ConnectionError: connection refused); "
+        "answered with the extractive answerer instead"
+    ]
 
 
 def test_nothing_relevant_is_refused_without_any_model_time(ask) -> None:
@@ -129,23 +135,25 @@ def test_nothing_relevant_is_refused_without_any_model_time(ask) -> None:
 
 
 def test_each_sentence_is_scored_against_what_it_cites(ask) -> None:
-    wrong = f"The simulated feedback is 45x cheaper and agrees highly with humans [arXiv:{OTHER}]."
+    wrong = (
+        f"Simulated human feedback is 45x cheaper and displays high agreement with humans [arXiv:{OTHER}]."
+    )
     unsupported = f"Zebra stripes evolved to confuse biting flies [arXiv:{OTHER}]."
-    pieces, result, _ = ask(QUESTION, f"{CLAIM} {wrong} {unsupported}", **{"answer.min_support": 0.5})
+    pieces, result, _ = ask(QUESTION, f"{CLAIM} {wrong} {unsupported}")
     right_sentence, recited = result.sentences
     assert right_sentence.supported and right_sentence.support > 0.6
     evidence = right_sentence.evidence[0]
     assert evidence.arxiv_id == RIGHT and "45x cheaper" in evidence.sentence
-    # A claim citing a retrieved paper that does not say it, when another retrieved paper does:
-    # that one is cited instead, and the answer says so.
+    # A claim citing a retrieved paper that does not say it, when the judge says another retrieved
+    # paper does: that one is cited instead, and the answer says so.
     assert recited.citations == [RIGHT] and recited.text.endswith(f"[arXiv:{RIGHT}].")
     assert result.warnings == [
         f"a sentence cited arXiv:{OTHER}, which does not say it; arXiv:{RIGHT} does, and is cited instead"
     ]
     # A claim no retrieved paper says is withheld, never streamed.
     (withheld,) = result.unsupported
-    assert withheld.text == unsupported and not withheld.supported and withheld.support < 0.5
-    assert "closely enough" in withheld.reason and pieces == [CLAIM, f" {recited.text}"]
+    assert withheld.text == unsupported and not withheld.supported and withheld.entailment == 0.05
+    assert "does not entail" in withheld.reason and pieces == [CLAIM, f" {recited.text}"]
     assert OTHER in result.proposed_citations and OTHER not in result.citations
 
 
@@ -202,27 +210,15 @@ def test_the_grammar_names_only_the_given_ids() -> None:
 
 
 def test_a_constrained_retry_sees_only_the_strong_evidence(ask) -> None:
-    # SDN's best sentence is 0.56, the GAN paper's 0.46: both are shown first (within 0.8 of the best),
-    # only SDN clears the strong band (0.38 + 0.13) that overrides the refusal.
-    question = "Which papers study generative models of sets of images?"
+    # SDN's best sentence is 0.59, the GAN paper's 0.53: both are shown first (within 0.8 of the best),
+    # only SDN clears the strong band (0.38 + 0.18) that overrides the refusal. (A single-paper question:
+    # "Which papers study ..." is an overview, answered a line per paper, test_overview.py.)
+    question = "Which generative models learn sets of images?"
     sdn = "Set Distribution Networks learn to autoencode and freely generate sets [arXiv:2006.10705]."
-    _, result, llm = ask(question, NOT_FOUND, sdn, hosted=False)
+    _, result, llm = ask(question, NOT_FOUND, sdn, hosted=False, **{"answer.strong_margin": 0.18})
     first, retry = llm.prompts
     assert "[arXiv:1910.13101]" in first and "[arXiv:1910.13101]" not in retry
     assert "[arXiv:2006.10705]" in retry
     assert (
         result.citations == ["2006.10705"] and "asked it again, constrained to answer" in result.warnings[0]
     )
-
-
-def test_a_how_many_question_needs_a_figure(ask) -> None:
-    question = "How many models were trained and evaluated on real human feedback in AlpacaFarm?"
-    vague = "AlpacaFarm trains and evaluates models on real human feedback [arXiv:2305.14387]."
-    _, refused, _ = ask(question, vague)
-    assert refused.text == NOT_FOUND
-    assert refused.unsupported[0].reason == "the question asks how many or how much, and this gives no figure"
-    figure = (
-        "Eleven models were trained and evaluated on 10k pairs of real human feedback [arXiv:2305.14387]."
-    )
-    _, answered, _ = ask(question, figure)
-    assert answered.text == figure and answered.citations == ["2305.14387"]

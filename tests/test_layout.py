@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "assistant"
 
-# The stages in data-flow order (ARCHITECTURE.md, README "Design"): a module may import modules of
+# The stages in data-flow order (ARCHITECTURE.md, docs/design.md): a module may import modules of
 # its own stage and of earlier ones. The front ends come last, in the order they wrap each other:
 # `bibliography` formats what mcp, web and cli show; `web` serves the `mcp` tools from its own
 # server; `cli` starts `web`, `evaluate` and `doctor`; `__main__` runs `cli`. The front door
@@ -251,3 +251,38 @@ def test_a_longer_cycle_is_found() -> None:
     assert cycles(graph) == [["assistant.store.a", "assistant.store.b", "assistant.store.c"]]
     assert cycles({"assistant.store.a": {"assistant.store.a"}}) == [["assistant.store.a"]]
     assert backward_imports(graph) == []
+
+
+# Outside the package: the tests and the benchmarks share `harness/` and never import each other.
+CHECKOUT = PACKAGE.parent
+FOLDERS_MAY_IMPORT = {"tests": {"harness"}, "bench": {"harness"}, "harness": set()}
+
+
+def crossed_folders(root: Path = CHECKOUT) -> list[str]:
+    """Each import of another of `FOLDERS_MAY_IMPORT`'s folders that the importing folder may not use."""
+    wrong = []
+    for folder, allowed in FOLDERS_MAY_IMPORT.items():
+        for path in sorted((root / folder).rglob("*.py")):
+            for module in sorted(third_party(path)):
+                top = module.split(".")[0]
+                if top in FOLDERS_MAY_IMPORT and top != folder and top not in allowed:
+                    wrong.append(f"{path.relative_to(root)} imports {module}")
+    return wrong
+
+
+def test_tests_and_benchmarks_share_only_the_harness(tmp_path: Path) -> None:
+    assert crossed_folders() == []
+    # The check can fail: a test importing bench/, and harness/ importing the tests.
+    for relative, text in {
+        "tests/test_x.py": "from bench.servers import free_port\n",
+        "bench/b.py": "from harness.servers import free_port\n",
+        "harness/h.py": "import tests.helpers\n",
+    }.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text, encoding="utf-8")
+    assert crossed_folders(tmp_path) == [
+        "tests/test_x.py imports bench.servers",
+        "harness/h.py imports tests.helpers",
+    ]
+    # harness/ is no part of the wheel.
+    assert 'include = ["assistant*"]' in (CHECKOUT / "pyproject.toml").read_text(encoding="utf-8")

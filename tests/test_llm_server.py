@@ -20,7 +20,7 @@ from assistant import Answer, Assistant
 from assistant.cli import main
 from assistant.embeddings import MiniLMEmbedding
 from assistant.llms.llamacpp import bundled_model_path
-from bench.servers import QuietHandler, free_port, stop
+from harness.servers import QuietHandler, free_port, stop
 from tests.helpers.models import QUESTION, RIGHT
 from tests.helpers.servers import stub_server
 from tests.helpers.settings import make_settings

@@ -19,7 +19,7 @@ from assistant.errors import ConfigError, LLMError
 from assistant.llms import VALID_FORMS, Backend, resolve
 from assistant.llms.llamacpp import LlamaCppChat, bundled_installed, llama_cpp_installed
 from assistant.llms.prompts import HOSTED_SYSTEM_PROMPT, NOT_FOUND, SYSTEM_PROMPT
-from bench.servers import free_port
+from harness.servers import free_port
 from tests.helpers.fake_llm import QueuedLLM, fake_backend
 from tests.helpers.models import QUESTION, RIGHT, smollm2_path
 from tests.helpers.settings import make_settings
@@ -166,12 +166,24 @@ def test_openai_with_a_key_is_hosted_and_keeps_the_key_private() -> None:
     assert backend.llm().metadata.model_name == "gpt-4o-mini"
 
 
-def test_auto_prefers_a_usable_hosted_model_then_local_then_extractive() -> None:
+def test_auto_prefers_a_usable_hosted_model() -> None:
+    pytest.importorskip("llama_index.llms.openai", reason="pip install -e '.[hosted]'")
     settings = AnswerSettings(llm="auto", hosted="openai:gpt-4o-mini")
-    if pytest.importorskip("llama_index.llms.openai"):
-        assert resolve(settings, env={"OPENAI_API_KEY": "sk-x"}).name == "openai:gpt-4o-mini"
-    without_key = resolve(settings, env={}).name
-    assert without_key.startswith("local:") if bundled_installed() else without_key == "extractive"
+    assert resolve(settings, env={"OPENAI_API_KEY": "sk-x"}).name == "openai:gpt-4o-mini"
+
+
+@pytest.mark.parametrize(("bundled", "chosen"), [(True, "local:"), (False, "extractive")])
+def test_auto_without_a_usable_hosted_model_is_local_then_extractive(
+    monkeypatch: pytest.MonkeyPatch, bundled: bool, chosen: str
+) -> None:
+    """Both rungs on every machine, whether or not the bundled model is installed here."""
+    import assistant.llms
+
+    monkeypatch.setattr(assistant.llms, "bundled_installed", lambda: bundled)
+    monkeypatch.setattr(assistant.llms, "llama_cpp_installed", lambda: True)
+    for hosted in ("openai:gpt-4o-mini", ""):  # configured without its key, or none configured
+        name = resolve(AnswerSettings(llm="auto", hosted=hosted), env={}).name
+        assert name.startswith(chosen), (hosted, name)
 
 
 def test_bad_spec_on_the_command_line_is_one_line(

@@ -2,7 +2,7 @@
 
 Every reply must be right and its own: its question, its paper cited first, the same answer as when
 asked alone, and (fake model) the text the model wrote for its question and no other. bench/load.py
-runs the same chats (bench/chats.py) for latency figures.
+runs the same chats (harness/chats.py) for latency figures.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from assistant.config import Settings
 from assistant.embeddings import MiniLMEmbedding
 from assistant.pipeline import Assistant
-from bench.chats import BURST_SECONDS, at_once, chats, mismatches, one_by_one, problems, serving
-from bench.servers import FakeOpenAI, fake_openai
+from harness.chats import BURST_SECONDS, at_once, chats, mismatches, one_by_one, problems, serving
+from harness.servers import FakeOpenAI, fake_openai
 from tests.helpers.settings import make_settings
 
 FAKE_DELAY = 0.02  # between the fake model's words: ~0.3 s a reply, time to overlap

@@ -17,7 +17,7 @@ import pytest
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import Assistant, open_store
-from bench.servers import free_port, running
+from harness.servers import free_port, running
 from tests.helpers.cli import cli
 from tests.helpers.mcp import TOOL_NAMES, session
 from tests.helpers.records import checklist_record

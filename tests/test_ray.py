@@ -4,7 +4,7 @@ worker node mid-ingest followed by the same command again."""
 
 from __future__ import annotations
 
-import json
+import pickle
 import signal
 import subprocess
 import sys
@@ -19,12 +19,12 @@ import pytest
 from assistant.config import Settings
 from assistant.embeddings import MODEL_ID, MiniLMEmbedding
 from assistant.ingest import Ingester
-from assistant.ingest.chunking import Chunker
+from assistant.ingest.chunking import Chunker, embed_text
 from assistant.pipeline import open_store
 from assistant.schema import Paper
 from assistant.sources import read_papers
 from assistant.store import Store
-from bench.servers import chroma, ray_cluster
+from harness.servers import add_node, chroma, ray_cluster
 from tests.helpers.cli import child_env, run
 from tests.helpers.records import paper_record, papers_file, write_kaggle
 from tests.helpers.settings import make_settings
@@ -84,8 +84,9 @@ def summary(stdout: str) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    """A head and one worker node of 1 CPU each on this machine."""
-    with ray_cluster(2, cpus=1) as running:
+    """A head node with no CPU for tasks and one worker node of 1 CPU, on this machine: every
+    embedding worker runs on the worker node (so killing it kills them, whatever the timing)."""
+    with ray_cluster(2, cpus=1, head_cpus=0) as running:
         yield running
 
 
@@ -191,9 +192,16 @@ def test_kill_9_of_a_worker_node_then_the_same_command_again(
     wait_for_papers(chroma_port, local, "node_killed", proc, BATCH)
     cluster.remove_node(worker, allow_graceful=False)  # SIGKILL to the node's raylet and its workers
     code, out, err = finish(proc)
-    # Ray restarts the lost worker on the head and the run finishes, or it stops with one line.
-    assert "Traceback" not in err
-    assert code == 0 or err.strip().splitlines()[-1].startswith("assistant: error: ")
+    # The embedding worker is not restarted (ingest/ray.py: max_restarts=0, a restart would wait for
+    # a CPU the cluster no longer has): its batch stops the run, in one line, and what was written
+    # stays.
+    assert code == 1 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("assistant: error: the Ray pipeline failed ("), err
+    assert err.strip().endswith("what was written is kept: run the same command again"), err
+    assert BATCH <= server_store(chroma_port, local, "node_killed").paper_count() < PAPERS
+
+    add_node(cluster, num_cpus=1)  # a node to run the embedding on again
+    cluster.wait_for_nodes()
 
     code, out, err = finish(start(source, local, cluster.address, env))
     assert code == 0, err
@@ -280,7 +288,28 @@ def test_a_failing_worker_is_named_in_one_line() -> None:
     )
 
 
-def test_settings_reach_the_workers_as_json() -> None:
-    settings = Settings.load(overrides={"ray.workers": 3, "embedding.threads": 1}, env={})
-    assert Settings.model_validate_json(settings.model_dump_json()) == settings
-    assert json.loads(settings.model_dump_json())["ray"] == {"workers": 3, "cpus_per_worker": 1}
+def test_a_worker_chunks_and_embeds_as_this_process_would(tmp_path: Path, embed: MiniLMEmbedding) -> None:
+    """The settings a worker is shipped (as JSON, the only way they reach it) make it chunk and embed
+    exactly as a single-process ingest does, its onnxruntime held to its share of CPUs."""
+    from assistant.ingest.ray import Embedder, worker_settings
+
+    overrides = {"chunking.chunk_tokens": 48, "chunking.overlap_tokens": 8, "ray.cpus_per_worker": 2}
+    settings = Settings.load(overrides=overrides, env={})
+    assert worker_settings(settings).embedding.threads == 2  # not every core of the node
+    pinned = settings.model_copy(update={"embedding": settings.embedding.model_copy(update={"threads": 1})})
+    assert worker_settings(pinned).embedding.threads == 1  # what the user set is kept
+
+    papers = [
+        p for p in read_papers(write_kaggle(tmp_path / "in.jsonl", [paper_record(0)])) if isinstance(p, Paper)
+    ]
+    worker = Embedder(worker_settings(settings).model_dump_json())
+    out = worker({"seq": [7], "papers": [pickle.dumps(papers)]})
+    assert out["seq"] == [7]
+    shipped = pickle.loads(out["nodes"][0])
+    here = Chunker(settings.chunking).nodes(papers[0])
+    assert len(here) > 1, "the small chunks setting reached the worker: the abstract is split"
+    assert [(n.node_id, n.text, n.metadata) for n in shipped] == [
+        (n.node_id, n.text, n.metadata) for n in here
+    ]
+    vectors = embed.get_text_embedding_batch([embed_text(n) for n in here])
+    assert np.allclose([n.get_embedding() for n in shipped], vectors, atol=1e-4)

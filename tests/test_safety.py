@@ -18,7 +18,7 @@ from assistant import Assistant
 from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import bundled_corpus
 from assistant.web.render import reply_markdown
-from bench.servers import free_port
+from harness.servers import free_port
 from tests.helpers.cli import run
 from tests.helpers.fake_llm import fake_backend
 from tests.helpers.servers import Scripted, stub_server
@@ -210,8 +210,8 @@ def hostile_chat(seed_store: Path, embed: MiniLMEmbedding, monkeypatch: pytest.M
 
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     backend, _ = fake_backend(HOSTILE_REPLY)
-    # The rendering is under test, not the support check (which would withhold this reply): floor 0.
-    settings = make_settings(seed_store, **{"answer.min_support": 0.0})
+    # The rendering is under test, not the judge (which would withhold this reply): nobody judges.
+    settings = make_settings(seed_store, **{"answer.verifier": "none"})
     app = build(Assistant(settings, embed_model=embed, backend=backend))
     port = free_port()
     app.launch(
@@ -343,6 +343,8 @@ def no_server(monkeypatch: pytest.MonkeyPatch) -> type[FakeApp]:
     FakeApp.launched = {}
     monkeypatch.setattr(assistant.web.server, "Assistant", lambda settings: None)
     monkeypatch.setattr(assistant.web.server, "build", lambda bot, **_: FakeApp())
+    # Nothing listens: port 7860 may be in use on this machine (tests/test_serve.py checks ports).
+    monkeypatch.setattr(assistant.web.server, "check_port", lambda host, port: None)
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # must not widen what --host says
     monkeypatch.setenv("GRADIO_SHARE", "True")
     return FakeApp

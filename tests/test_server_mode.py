@@ -18,7 +18,7 @@ from assistant.errors import StoreError
 from assistant.ingest import Ingester
 from assistant.pipeline import Assistant
 from assistant.store import Store
-from bench.servers import free_port, running
+from harness.servers import free_port, running
 from tests.helpers.records import papers_file
 from tests.helpers.settings import ROOT
 

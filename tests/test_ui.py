@@ -9,6 +9,7 @@ import shutil
 import sys
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,9 @@ from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.llms.prompts import NOT_FOUND
 from assistant.pipeline import Assistant, open_store
-from assistant.schema import Answer, Paper, Passage
+from assistant.schema import Answer, Evidence, Paper, Passage, Sentence
 from assistant.web.render import escape_markdown, plain_text, reply_markdown, sources_html
-from bench.servers import free_port, running
+from harness.servers import free_port, running
 from tests.helpers.fake_llm import fake_backend
 from tests.helpers.settings import ROOT, make_settings
 
@@ -93,6 +94,30 @@ def test_sources_panel_escapes_and_shows_every_notice() -> None:
     assert "cite no retrieved paper" in panel and "Answered by <b>fake</b>" in panel
 
 
+def test_sources_panel_shows_the_judgement_beside_each_evidence_sentence() -> None:
+    text = "AdaScale adapts learning rates. It was tested on four tasks."
+    passage = Passage("2007.05105", "AdaScale SGD", 0.7, text)
+    judged = Sentence(
+        "AdaScale adapts learning rates [arXiv:2007.05105].",
+        ["2007.05105"],
+        0.9,
+        True,
+        [Evidence("2007.05105", "AdaScale adapts learning rates.", 0.9)],
+        entailment=0.9731,
+    )
+    answer = Answer(
+        "q", judged.text, ["2007.05105"], [passage], "local:qwen", sentences=[judged], verifier="judge:x"
+    )
+    panel = sources_html(answer)
+    assert '<mark class="aa-evidence">AdaScale adapts learning rates.</mark>' in panel
+    assert "entailed 0.97" in panel and panel.count("aa-entailment") == 1
+    assert "checked by judge:x" in panel
+    unjudged = Answer(
+        "q", judged.text, ["2007.05105"], [passage], "fake", sentences=[replace(judged, entailment=None)]
+    )
+    assert "entailed" not in sources_html(unjudged) and "checked by" not in sources_html(unjudged)
+
+
 def test_transcript_links_citations_and_lists_references_once() -> None:
     from assistant.web.transcript import chat_markdown
 
@@ -137,10 +162,12 @@ def test_reply_streams_then_links_only_verified_citations(seed_store: Path, embe
 
     backend, llm = fake_backend(
         "How does AdaScale SGD scale?",  # the follow-up made stand-alone
-        "AdaScale adapts learning rates to new batch sizes [arXiv:2007.05105], unlike fixed scaling "
-        "rules [arXiv:9999.99999]. Re-tuning learning rates is resource intensive [arXiv:2007.05105].",
+        "AdaScale SGD reliably adapts learning rates to large-batch training [arXiv:2007.05105] "
+        "[arXiv:9999.99999]. Re-tuning learning rates is resource intensive [arXiv:2007.05105].",
     )
-    web = WebChat(Assistant(make_settings(seed_store), embed_model=embed, backend=backend))
+    bot = Assistant(make_settings(seed_store), embed_model=embed, backend=backend)
+    bot.judge = None  # no judge: the follow-up is condensed by the model (the judge's path reads it as asked)
+    web = WebChat(bot)
     history = [
         {"role": "user", "content": [{"type": "text", "text": "What is AdaScale SGD?"}]},
         {
@@ -149,6 +176,8 @@ def test_reply_streams_then_links_only_verified_citations(seed_store: Path, embe
         },
     ]
     steps = list(web.respond("How does it scale?", history, 3, "hybrid", "", "", "", ""))
+    # Heartbeats repeat the view so far (a closed tab's stream can be closed between them): drop them.
+    steps = [step for n, step in enumerate(steps) if step[0] and (n == 0 or step != steps[n - 1])]
     *streaming, (reply, panel) = steps
     assert len(streaming) == 2, "the reply arrives sentence by sentence"
     # Each sentence is shown once checked: its verified citation linked at once, the fabricated never.
@@ -302,6 +331,23 @@ def test_browser_answer_cites_with_links_and_lists_sources(page: Any, tmp_path: 
     page.locator("#clear").click()
     page.locator("#sources .aa-placeholder").wait_for()
     assert page.locator("#chat .message-row").count() == 0
+
+
+@pytest.mark.slow
+def test_browser_shows_an_overview_as_a_list_and_answers_its_follow_up(page: Any) -> None:
+    # Issue 26: one cited line per paper, as a list; the next turn reads the papers from the page's history.
+    reply = _ask(page, "What do the papers say about large language models?")
+    items = reply.locator("li")
+    items.nth(1).wait_for()
+    assert items.count() >= 2
+    for n in range(items.count()):
+        assert items.nth(n).locator('a[href^="https://arxiv.org/abs/"]').count() == 1
+    cited = {
+        items.nth(n).locator("a").first.get_attribute("href").rsplit("/", 1)[-1] for n in range(items.count())
+    }
+    assert {"2305.14387", "2302.05733"} <= cited
+    follow_up = _ask(page, "What did they find about malicious content?")
+    follow_up.locator('a[href="https://arxiv.org/abs/2302.05733"]').first.wait_for()
 
 
 @pytest.mark.slow

@@ -38,3 +38,32 @@ def answer_grammar(ids: Sequence[str], *, refusal: bool, max_sentences: int = 3)
         _BODY,
     ]
     return "\n".join(rules) + "\n"
+
+
+def papers_grammar(ids: Sequence[str], *, related: bool = False) -> str:
+    """Return a GBNF grammar for one sentence per paper of `ids`, in order, the i-th ending with its marker.
+
+    With `related`, instead exactly one sentence that ends citing every one of `ids`, in order (how they
+    relate: a small model left free cited one paper twice).
+    """
+    if not ids:
+        raise ValueError("a grammar needs at least one id to cite")
+    ids = list(dict.fromkeys(ids))
+    rules = [
+        'cite ::= " [arXiv:" id "]"',
+        f"id ::= {' | '.join(json.dumps(i) for i in ids)}",
+        _START,
+        _BODY,
+    ]
+    if related:
+        every = " ".join(f'" [arXiv:" {json.dumps(i)} "]"' for i in ids)
+        rules[:0] = ['root ::= start body ("." all | all ".")', f"all ::= {every}"]
+    else:
+        rules[:0] = [
+            "root ::= " + ' " " '.join(f"s{n}" for n in range(len(ids))),
+            *(
+                f's{n} ::= start body ("." c{n} | c{n} ".")\nc{n} ::= " [arXiv:" {json.dumps(i)} "]"'
+                for n, i in enumerate(ids)
+            ),
+        ]
+    return "\n".join(rules) + "\n"

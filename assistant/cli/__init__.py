@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         help="who writes the answer: auto, extractive, local, llamacpp:PATH, openai:MODEL, "
         "openai-compatible:MODEL@URL, ollama:MODEL ($ASSISTANT_LLM)",
     )
+    answering.add_argument(
+        "--verifier",
+        metavar="WHO",
+        help="who judges that each sentence's cited abstract entails it: auto, local, answerer, none "
+        "($ASSISTANT_VERIFIER; eval --claims takes several, comma-separated)",
+    )
 
     ask = commands.add_parser(
         "ask", parents=[common, search, reranking, answering], help="answer one question with cited sources"
@@ -149,7 +155,16 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common, reranking, answering],
         help="score retrieval (and answers) on your test questions",
     )
-    evaluation.add_argument("questions", metavar="QUESTIONS.jsonl", type=Path, help="JSON lines of questions")
+    evaluation.add_argument(
+        "questions", metavar="QUESTIONS.jsonl", type=Path, nargs="?", help="JSON lines of questions"
+    )
+    evaluation.add_argument(
+        "--claims",
+        metavar="FILE",
+        type=Path,
+        help='instead: score the answer gate on labelled claims, JSON lines of {"question": ..., '
+        '"claim": "... [arXiv:ID]", "supported": true|false}',
+    )
     evaluation.add_argument(
         "--retriever",
         dest="scored",  # not `retriever`: "all" is no setting value
@@ -189,6 +204,22 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     serve.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (needed off 127.0.0.1)")
+    serve.add_argument(
+        "--auth-file",
+        metavar="FILE",
+        help="the login as one line USER:PASSWORD in FILE (chmod 600), kept out of ps and shell "
+        "history; or set $ASSISTANT_AUTH",
+    )
+    serve.add_argument("--ssl-certfile", metavar="PEM", help="serve https with this certificate (chain) file")
+    serve.add_argument("--ssl-keyfile", metavar="PEM", help="the private key of --ssl-certfile")
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (NAME or NAME:PORT: a reverse proxy's, a DNS "
+        "name of this machine); others get 403; repeatable",
+    )
     serve.add_argument(
         "--insecure", action="store_true", help="allow a non-local --host without --auth (trusted networks)"
     )

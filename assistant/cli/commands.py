@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import re
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from assistant import bibliography
 from assistant.config import Settings
-from assistant.errors import AssistantError, InputError
+from assistant.errors import AssistantError, ConfigError, InputError
 from assistant.inert import safe
 from assistant.retrieve import RETRIEVERS
 from assistant.schema import Answer, Paper, Passage
@@ -47,6 +48,10 @@ def _settings(args: argparse.Namespace) -> Settings:
             "embedding.model": args.embedding,
             "retrieval.rerank": getattr(args, "rerank", None),
             "answer.llm": getattr(args, "llm", None),
+            # `eval --claims` compares several verifiers (comma-separated): set one by one there.
+            "answer.verifier": None
+            if "," in (verifier := getattr(args, "verifier", None) or "")
+            else verifier or None,
             "serve.concurrency": getattr(args, "concurrency", None),
         },
     )
@@ -231,7 +236,16 @@ def _serve(args: argparse.Namespace) -> int:
     from assistant.web.server import serve
 
     serve(
-        _settings(args), host=args.host, port=args.port, auth=args.auth, insecure=args.insecure, mcp=args.mcp
+        _settings(args),
+        host=args.host,
+        port=args.port,
+        auth=args.auth,
+        auth_file=args.auth_file,
+        insecure=args.insecure,
+        mcp=args.mcp,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        allowed_hosts=args.allowed_host,
     )
     return 0
 
@@ -241,6 +255,10 @@ def _eval(args: argparse.Namespace) -> int:
     from assistant.evaluate import report as eval_report
     from assistant.pipeline import Assistant
 
+    if (args.questions is None) == (args.claims is None):
+        raise InputError("eval: give a QUESTIONS.jsonl file, or --claims FILE (not both)")
+    if args.claims is not None:
+        return _eval_claims(args)
     try:
         ks = [int(k) for k in args.k.split(",")]
     except ValueError:
@@ -277,6 +295,56 @@ def _eval(args: argparse.Namespace) -> int:
         for path in eval_report.write(report, args.out):
             print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _eval_claims(args: argparse.Namespace) -> int:
+    from assistant.config import AnswerSettings
+    from assistant.evaluate import claims as claim_eval
+    from assistant.pipeline import Assistant
+
+    settings = _settings(args)
+    claims = claim_eval.load_claims(args.claims, warn)
+    names = [n.strip() for n in (args.verifier or settings.answer.verifier).split(",") if n.strip()]
+    results = []
+    shared: Assistant | None = None
+    for name in names:
+        try:
+            answer = AnswerSettings.model_validate(settings.answer.model_dump() | {"verifier": name})
+        except ValueError:
+            raise ConfigError(f"--verifier {name!r}: use auto, local, answerer or none") from None
+        bot = Assistant(
+            settings.model_copy(update={"answer": answer}),
+            embed_model=shared.embed_model if shared else None,
+            store=shared.store if shared else None,
+        )
+        shared = shared or bot
+        results.append(
+            claim_eval.judge_claims(
+                claims,
+                bot.judge,
+                functools.partial(_abstract, bot),
+                name=bot.judge.name if bot.judge else "none",
+                min_entailment=answer.min_entailment,
+                sentences=answer.judge_sentences,
+                warn=warn,
+            )
+        )
+    if args.json:
+        print(to_json([r.summary() | {"rows": r.rows} for r in results]))
+    else:
+        print(safe(claim_eval.markdown(results, str(args.claims))))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "claims.md").write_text(claim_eval.markdown(results, str(args.claims)) + "\n")
+        (args.out / "claims.json").write_text(
+            to_json([r.summary() | {"rows": r.rows} for r in results]) + "\n"
+        )
+        print(f"wrote {args.out / 'claims.md'} and claims.json", file=sys.stderr)
+    return 0
+
+
+def _abstract(bot: Any, arxiv_id: str) -> str:
+    return str(bot.paper(arxiv_id).abstract)
 
 
 def _stats(args: argparse.Namespace) -> int:

@@ -112,7 +112,7 @@ class EmbeddingChoice:
 # entry (its module loads no model until the builder runs).
 OFFLINE: dict[str, tuple[str, Callable[[EmbeddingSettings], BaseEmbedding]]] = {
     BUNDLED: (MODEL_ID, lambda s: default_embedding(s.threads, s.batch_tokens)),
-    # Opt-in: built once by `python -m assistant.embeddings.gemma build` (README "A stronger offline
+    # Opt-in: built once by `python -m assistant.embeddings.gemma build` (docs/models.md "A stronger offline
     # embedding"); a missing build is one line naming that command.
     GEMMA: (GEMMA_ID, lambda s: GemmaEmbedding(threads=s.threads)),
 }

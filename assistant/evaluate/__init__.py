@@ -81,7 +81,9 @@ def load_cases(path: Path, warn: Callable[[str], None]) -> list[list[Case]]:
         except ValueError as exc:  # json.JSONDecodeError is a ValueError too
             warn(f"{path}:{number}: skipped: {exc}")
     if not conversations:
-        raise InputError(f"{path}: no questions in it; write one JSON object per line (see README)")
+        raise InputError(
+            f"{path}: no questions in it; write one JSON object per line (see docs/evaluation.md)"
+        )
     return conversations
 
 

@@ -25,8 +25,9 @@ from assistant.sources.atom import parse_atom
 from assistant.sources.ids import normalize_id
 from assistant.sources.oai import parse_oai
 from assistant.sources.xmlstream import PageInfo
-from assistant.store import HARVESTS, Store, keyword
+from assistant.store import Store, keyword
 from assistant.store import errors as store_errors
+from assistant.store.folder import HARVESTS
 
 USER_AGENT = "arxiv-assistant/0.1 (Python urllib)"
 # Answers that mean "busy, ask again later"; arXiv sends 503 with Retry-After when overloaded.

@@ -5,8 +5,9 @@ batch's content hashes against the store, and ships only papers to embed to a qu
 pipeline reads that queue on this node and hands each batch to an actor pool of embedding workers
 (each loads the model once); the embedded batches come back in the order they were shipped and are
 written here with the same steps as a single-process ingest (`ingest.store_nodes`). Killing this
-process stops the writer at once (the job's workers go with it); a lost worker is restarted by
-Ray and its batch retried.
+process stops the writer at once (the job's workers go with it); a worker lost with its node is not
+restarted: its batch stops the run with one line, what was written is kept, and the same command
+again resumes.
 """
 
 from __future__ import annotations
@@ -103,6 +104,14 @@ def connect(address: str) -> bool:
     return True
 
 
+def worker_settings(settings: Settings) -> Settings:
+    """The settings a worker gets: the driver's, its onnxruntime held to the CPUs Ray gives it (not
+    every core of its node) unless `embedding.threads` says otherwise."""
+    shipped = settings.model_copy(deep=True)
+    shipped.embedding.threads = settings.embedding.threads or settings.ray.cpus_per_worker
+    return shipped
+
+
 class Embedder:
     """A Ray Data worker (one actor): chunks and embeds the batches it is given, model loaded once."""
 
@@ -184,13 +193,10 @@ class RayIngester(Ingester):
         per_worker = self.settings.ray.cpus_per_worker
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = self.settings.ray.workers or max(1, cpus // per_worker)
-        # Each worker's onnxruntime uses the CPUs Ray gives it, not every core of its node.
-        worker_settings = self.settings.model_copy(deep=True)
-        worker_settings.embedding.threads = self.settings.embedding.threads or per_worker
         ds = ray.data.read_datasource(_feed(self._queue), override_num_blocks=1, num_cpus=0)
         ds = ds.map_batches(
             Embedder,
-            fn_constructor_kwargs={"settings_json": worker_settings.model_dump_json()},
+            fn_constructor_kwargs={"settings_json": worker_settings(self.settings).model_dump_json()},
             batch_size=None,
             # From one worker up to `workers`, as the cluster has CPUs: after a node is lost the
             # cluster may still count its CPUs for a while, and a fixed-size pool waits for them.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from assistant.config import AnswerSettings
 from assistant.errors import ConfigError, LLMError
 from assistant.keys import COMPATIBLE_KEY_ENV, OPENAI_KEY_ENV, describe_failure, hosted_key
+from assistant.llms.judge import HostedJudge, Judge, LocalJudge
 from assistant.llms.llamacpp import (
     BUNDLED_NAME,
     INSTALL_LOCAL,
@@ -140,6 +141,35 @@ def resolve(settings: AnswerSettings, env: Mapping[str, str] | None = None) -> B
         _need("llama_index.llms.ollama", spec)
         return Backend(spec, lambda: _ollama(arg, settings), hosted=True)
     raise ConfigError(f"unknown answerer {spec!r}; use one of: {', '.join(VALID_FORMS)}")
+
+
+def resolve_judge(settings: AnswerSettings, backend: Backend) -> Judge | None:
+    """Return who checks each answer sentence (`answer.verifier`), or None when nobody does.
+
+    An extractive answer needs no judge (its sentences are the abstracts' own). `auto` is the hosted
+    answerer when one answers, else the bundled local model (shared with the answerer when that is
+    the bundled model too), else nobody; `local` and `answerer` fail early when they cannot judge.
+    """
+    choice = settings.verifier
+    if choice == "none" or backend.extractive:
+        return None
+    if choice == "answerer" or (choice == "auto" and (backend.hosted or backend.name.startswith("local:"))):
+        return _judge_of(backend)
+    if bundled_installed():
+        if backend.name.startswith("local:"):
+            return _judge_of(backend)
+        bundled = Backend(f"local:{BUNDLED_NAME}", lambda: _llamacpp(bundled_model_path(), settings))
+        return _judge_of(bundled)
+    if choice == "local":
+        raise LLMError(f"--verifier local needs the bundled model: run {INSTALL_LOCAL}")
+    return None
+
+
+def _judge_of(backend: Backend) -> Judge:
+    """The judge that asks `backend`'s model (loaded on first use)."""
+    if backend.hosted:
+        return HostedJudge(backend.llm, backend.name, backend.describe_failure)
+    return LocalJudge(backend.llm, backend.name)
 
 
 def _auto_choice(settings: AnswerSettings, env: Mapping[str, str]) -> str:

@@ -99,6 +99,7 @@ class LlamaCppChat(CustomLLM):
     warm_prompt: str | None = None
     _llama: Any = PrivateAttr(default=None)
     _warm_state: Any = PrivateAttr(default=None)
+    _yes_no: tuple[list[int], list[int]] | None = PrivateAttr(default=None)
     # One llama.cpp context serves one generation at a time (a web UI may ask from two threads).
     _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
 
@@ -190,6 +191,71 @@ class LlamaCppChat(CustomLLM):
                 yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta)
 
         return pieces()
+
+    def yes_probability(self, messages: Sequence[dict[str, str]]) -> float:
+        """Return P(yes) / (P(yes) + P(no)) for the reply's first token: one forward pass, no sampling.
+
+        Read from the last position's logits, so the model needs no `logits_all` (which keeps a
+        vocabulary-wide row per context position, over a gigabyte here). The longest prefix shared
+        with the previous prompt stays in the KV cache: judging several sentences against the same
+        abstract evaluates the abstract once.
+        """
+        import numpy as np
+
+        with self._lock:
+            llama = self.load()
+            tokens = self._chat_tokens(llama, messages)
+            if len(tokens) >= N_CTX:
+                raise LLMError(
+                    f"the judgement prompt has {len(tokens)} tokens, more than the context's {N_CTX}"
+                )
+            cached = llama.input_ids[: llama.n_tokens]
+            shared = 0
+            for old, new in zip(cached, tokens[:-1], strict=False):  # the last token is always evaluated
+                if old != new:
+                    break
+                shared += 1
+            llama.n_tokens = shared  # eval() drops the cache past it
+            llama.eval(tokens[shared:])
+            logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),))
+            yes, no = self._answer_tokens(llama)
+            top = float(np.max(logits[yes + no]))
+            p_yes = float(np.exp(logits[yes] - top).sum())
+            p_no = float(np.exp(logits[no] - top).sum())
+        return p_yes / (p_yes + p_no)
+
+    def _chat_tokens(self, llama: Any, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Tokenize `messages` through the model's own chat template, ready for the reply."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise LLMError(f"{Path(self.model_path).name} has no chat template: it cannot judge sentences")
+
+        def text(token: int) -> str:
+            return str(llama._model.token_get_text(token)) if token != -1 else ""
+
+        formatted = Jinja2ChatFormatter(
+            template=template, eos_token=text(llama.token_eos()), bos_token=text(llama.token_bos())
+        )(messages=list(messages))  # type: ignore[arg-type]
+        return list(
+            llama.tokenize(formatted.prompt.encode(), add_bos=not formatted.added_special, special=True)
+        )
+
+    def _answer_tokens(self, llama: Any) -> tuple[list[int], list[int]]:
+        """The first tokens of "Yes" and "No" as a reply may start them (case and leading space)."""
+        if self._yes_no is None:
+            self._yes_no = tuple(  # type: ignore[assignment]
+                sorted(
+                    {
+                        llama.tokenize(f"{space}{word}".encode(), add_bos=False, special=False)[0]
+                        for word in words
+                        for space in ("", " ")
+                    }
+                )  # fmt: skip
+                for words in (("Yes", "yes", "YES"), ("No", "no", "NO"))
+            )
+        return self._yes_no  # type: ignore[return-value]
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:

@@ -84,3 +84,12 @@ def condense(message: str, history: Sequence[Any] | None, llm: Any = None) -> st
     # Rule: carry the last question's key terms, which name what "it" refers to.
     carried = [t for t in key_terms(previous[-1].question) if t.lower() not in message.lower()]
     return f"{message} {' '.join(carried)}".strip()
+
+
+def cited_papers(history: Sequence[Any] | None, *, limit: int, recent: int = 3) -> list[str]:
+    """Return the papers the conversation's last `recent` answers cited, newest answer first, at most `limit`.
+
+    They stay candidates for a follow-up ("How was it evaluated?"), which is about them.
+    """
+    ids = [i for turn in reversed(turns(history)[-recent:]) for i in turn.citations]
+    return list(dict.fromkeys(ids))[:limit]

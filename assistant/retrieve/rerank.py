@@ -31,7 +31,7 @@ INSTALL_HOSTED = "pip install -e '.[hosted]'"
 TEI_CLIENT = "llama_index.postprocessor.tei_rerank"
 # The best sentence alone lost to the fused order on SciFact (nDCG@10 0.673 vs 0.696, 300 claims,
 # 10 hybrid candidates): the fused rank carries BM25's exact terms, which sentence cosines miss.
-# A bonus of 0.2 (first candidate) down to 0 (last) scored best of 0-0.5 there (0.701; README).
+# A bonus of 0.2 (first candidate) down to 0 (last) scored best of 0-0.5 there (0.701; docs/measured.md).
 FUSED_WEIGHT = 0.2
 
 

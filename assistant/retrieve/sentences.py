@@ -15,8 +15,9 @@ import numpy as np
 from assistant.embeddings import TextEncoder
 from assistant.schema import Passage
 
-# Split after . ! ? when a capital, digit or bracket starts the next sentence; keeps "e.g. the".
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'])")
+# Split after . ! ? (or a quotation they end: 'a good measure." In this study') when a capital, digit
+# or bracket starts the next sentence; keeps "e.g. the".
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'\u201d]))\s+(?=[A-Z0-9(\[\"'])")
 _ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|et al|cf|vs|Fig|Eq|Sec|resp)\.$", re.IGNORECASE)
 MIN_SENTENCE_CHARS = 20
 

@@ -1,9 +1,10 @@
 """The Chroma store: the only module that imports chromadb or touches the store folder.
 
-Package `store`: the Chroma store (here), the wording of its errors (`errors`), what a stored chunk
-records of its paper (`records`), stored papers read back (`papers`) and the BM25 keyword index
-kept beside the vectors (`keyword/`). It may import the values modules, `sources` and `embeddings`
-(a store records its embedding's spec); chromadb is imported only here.
+Package `store`: the Chroma store (here), what its folder may hold (`folder`), the wording of its
+errors (`errors`), what a stored chunk records of its paper (`records`), stored papers read back
+(`papers`) and the BM25 keyword index kept beside the vectors (`keyword/`). It may import the
+values modules, `sources` and `embeddings` (a store records its embedding's spec); chromadb is
+imported only here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from assistant.embeddings import spec_of
 from assistant.errors import EmbeddingMismatchError, StoreError
 from assistant.store import errors as store_errors
 from assistant.store.bm25 import BM25Params
+from assistant.store.folder import CHROMA_FILE, foreign, leftovers
 
 if TYPE_CHECKING:
     from assistant.config import StoreSettings
@@ -28,16 +30,11 @@ if TYPE_CHECKING:
 # Chroma phones home unless told not to; set before chromadb is imported.
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-CHROMA_FILE = "chroma.sqlite3"
 MODEL_KEY = "embed_model"
 GENERATION_KEY = "generation"
 # Each chunk's stamp: the change counter's value once the write that stored it is done, so "written
 # since generation G" (`changed_since`) is a change feed every process can read, on a server too.
 WRITTEN_KEY = "written"
-# What other modules keep in the store's folder beside the database; they own what is inside.
-KEYWORD_FOLDER = "keyword"  # the keyword index (store/keyword/)
-HARVESTS = "oai_harvests.json"  # where interrupted OAI-PMH harvests left off (ingest/fetch.py)
-OLD_KEYWORD = "keyword_index.json"  # the keyword index before it had a folder; replaced on first use
 # Chunks read per page when scanning the whole collection (bounded memory per page). Each Chroma
 # `get` of documents and metadata briefly needs ~25 KB of native memory per chunk, which the
 # allocator keeps: 5,000 a page cost ~270 MB more peak RSS than 1,000 in a 125k-chunk keyword
@@ -51,7 +48,8 @@ class Store:
     """One Chroma collection of abstract chunks, keyed `ARXIV_ID#CHUNK`, built by one embedding model.
 
     Embedded mode keeps the vectors in the folder `path`; server mode (`server=(host, port)`) talks
-    to `chroma run` over HTTP and `path` holds only what other modules derive (`KEYWORD_FOLDER`, `HARVESTS`).
+    to `chroma run` over HTTP and `path` holds only what other modules derive (see `folder`). Either
+    way `path` must hold nothing the store did not write (`folder.foreign`).
     """
 
     def __init__(
@@ -73,6 +71,13 @@ class Store:
         self.model_id = model_id
         self._name = collection
         self.server = server
+        if others := foreign(self.path):
+            # Never a user's folder (`--store .`): what the store's clean-ups remove must be its own.
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise StoreError(
+                f"{self.path} holds files the store did not write ({shown}); give --store a new or "
+                "empty folder, or the folder of an existing store"
+            )
         if server is not None:
             self._local_folder()
             self._client = _http_client(*server)
@@ -352,17 +357,6 @@ def _http_client(host: str, port: int) -> Any:
             f'`chroma run --path DIR --host {host} --port {port}`, or set store.mode = "embedded"'
         ) from None
     return client
-
-
-def leftovers(folder: Path) -> list[str]:
-    """Name the files of a store in `folder` other than its database: derived files, vector folders."""
-    return sorted(
-        p.name
-        for p in folder.iterdir()
-        if p.name in (KEYWORD_FOLDER, HARVESTS, OLD_KEYWORD)
-        or p.name.startswith(("keyword-", f"{KEYWORD_FOLDER}."))  # old index folders; other BM25 parameters'
-        or (p.is_dir() and (p / "header.bin").exists())  # an HNSW segment folder
-    )
 
 
 def writable(folder: Path) -> bool:

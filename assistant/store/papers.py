@@ -56,9 +56,29 @@ def join_chunks(texts: Sequence[str]) -> str:
 
 
 def stored_paper(store: Store, raw_id: str) -> Paper:
-    """Return the stored record of a paper: its metadata and whole abstract."""
-    chunks = _chunks(store, check_id(raw_id), embeddings=False)
+    """Return the stored record of a paper: its metadata and whole abstract.
+
+    An id that is not arXiv's form is looked up as given when the store holds it (a corpus with ids
+    of its own, such as SciFact's); otherwise it is the usual one-line error.
+    """
+    given = normalize_id(raw_id) if isinstance(raw_id, str) else ""
+    arxiv_id = given if given and not is_arxiv_id(given) and store.fingerprints([given]) else check_id(raw_id)
+    chunks = _chunks(store, arxiv_id, embeddings=False)
     return paper_from_metadata(chunks[0]["metadata"], join_chunks([c["document"] for c in chunks]))
+
+
+def stored_passage(store: Store, raw_id: str, score: float = 0.0) -> Passage:
+    """Return a stored paper as one passage: its whole abstract and its first chunk's metadata."""
+    arxiv_id = check_id(raw_id)
+    chunks = _chunks(store, arxiv_id, embeddings=False)
+    meta = dict(chunks[0]["metadata"])
+    return Passage(
+        arxiv_id=arxiv_id,
+        title=str(meta.get("title") or "") or None,
+        score=score,
+        text=join_chunks([c["document"] for c in chunks]),
+        metadata=meta,
+    )
 
 
 def paper_vector(store: Store, raw_id: str) -> tuple[str, np.ndarray]:

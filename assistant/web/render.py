@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from assistant.retrieve.sentences import sentences
@@ -20,8 +20,10 @@ _MARKER = re.compile(r"\[arXiv:([A-Za-z\-.]+/\d{7}|\d{4}\.\d{4,5})\]")
 # the only links in an answer are to the verified citations' abstract pages.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~{}$:.@])")
 _LINKED = re.compile(r"\[arXiv:([^\]]+)\]\(https://arxiv\.org/abs/[^)\s]+\)")
+_LIST_ITEM = re.compile(r"^- ", re.MULTILINE)
 _BACKSLASHED = re.compile(r"\\([\\`*_\[\]()#!|~{}$:.@])")
 
+ENTAILMENT_TITLE = "the judge's probability that this paper entails the answer sentence resting on it"
 VERIFYING = '<p class="aa-empty">Sources and the evidence behind the answer appear when it is done…</p>'
 SEARCHING = '<p class="aa-empty">Searching the abstracts…</p>'
 EMPTY_PANEL = '<p class="aa-empty aa-placeholder">Sources of the latest answer appear here.</p>'
@@ -35,8 +37,15 @@ def escape_markdown(text: str) -> str:
 def reply_markdown(text: str, *, link: bool = True) -> str:
     """Render an answer's text as Markdown, its `[arXiv:ID]` markers as links to the abstract page.
 
+    An answer of several lines (an overview or comparison: one cited line per paper) is a list.
     `link=False` is for text still being generated: its citations are not verified yet.
     """
+    if "\n" in text:
+        return "\n".join(f"- {_reply_line(line, link)}" for line in text.split("\n") if line.strip())
+    return _reply_line(text, link)
+
+
+def _reply_line(text: str, link: bool) -> str:
     out: list[str] = []
     start = 0
     for match in _MARKER.finditer(text) if link else ():
@@ -50,6 +59,8 @@ def reply_markdown(text: str, *, link: bool = True) -> str:
 
 def plain_text(markdown: str) -> str:
     """Undo `reply_markdown`: the answer text as the pipeline wrote it, for follow-up questions."""
+    if "\n" in markdown:  # a list: one line per paper
+        markdown = _LIST_ITEM.sub("", markdown)
     text = _LINKED.sub(r"[arXiv:\1]", markdown)
     return html.unescape(_BACKSLASHED.sub(r"\1", text))
 
@@ -90,10 +101,11 @@ def _categories(metadata: dict[str, Any]) -> str:
     return ", ".join(value) if isinstance(value, list | tuple) else str(value)
 
 
-def passage_html(passage: Passage, cited: bool, evidence: Collection[str] = ()) -> str:
+def passage_html(passage: Passage, cited: bool, evidence: Mapping[str, float | None] | None = None) -> str:
     """Render one retrieved paper: linked id, cited mark, title, date, categories, score, passage.
 
-    The passage's sentences in `evidence` (those the answer rests on) are highlighted.
+    The passage's sentences in `evidence` (those the answer rests on) are highlighted, each with the
+    judge's probability that the paper entails the answer sentence resting on it, when judged.
     """
     url = ABS_URL.format(passage.arxiv_id)
     facts = [f"score {passage.score:.2f}", _date(passage.metadata), _categories(passage.metadata)]
@@ -110,13 +122,23 @@ def passage_html(passage: Passage, cited: bool, evidence: Collection[str] = ()) 
     )
 
 
-def _highlighted(text: str, evidence: Collection[str]) -> str:
+def _highlighted(text: str, evidence: Mapping[str, float | None] | None) -> str:
     if not evidence:
         return _e(text)
+
+    def mark(sentence: str) -> str:
+        if sentence not in evidence:
+            return _e(sentence)
+        p = evidence[sentence]
+        figure = (
+            ""
+            if p is None
+            else f'<span class="aa-entailment" title="{ENTAILMENT_TITLE}">entailed {p:.2f}</span>'
+        )
+        return f'<mark class="aa-evidence">{_e(sentence)}</mark>{figure}'
+
     # The same sentence split the answer's support check used, so the evidence strings match.
-    return " ".join(
-        f'<mark class="aa-evidence">{_e(s)}</mark>' if s in evidence else _e(s) for s in sentences(text)
-    )
+    return " ".join(mark(s) for s in sentences(text))
 
 
 def timing_text(result: Answer) -> str:
@@ -141,21 +163,24 @@ def notices(result: Answer) -> list[str]:
 def sources_html(result: Answer) -> str:
     """Render the sources panel of one answer: who answered and how fast, notices, then each paper."""
     timing = timing_text(result)
+    judged = result.sentences and result.verifier not in (result.backend, "extractive", "none")
     parts = [
         f'<p class="aa-backend">Answered by <b>{_e(result.backend)}</b>'
+        f"{f' · checked by {_e(result.verifier)}' if judged else ''}"
         f"{f' · {_e(timing)}' if timing else ''}</p>"
     ]
     parts.extend(f'<p class="aa-notice">⚠ {_e(n)}</p>' for n in notices(result))
     if not result.passages:
         parts.append('<p class="aa-empty">No paper matched the question and filters.</p>')
     cited = set(result.citations)
-    evidence: dict[str, set[str]] = {}
+    evidence: dict[str, dict[str, float | None]] = {}
     for sentence in result.sentences:
         for item in sentence.evidence:
-            evidence.setdefault(item.arxiv_id, set()).add(item.sentence)
-    parts.extend(
-        passage_html(p, p.arxiv_id in cited, evidence.get(p.arxiv_id, set())) for p in result.passages
-    )
+            held = evidence.setdefault(item.arxiv_id, {})
+            # Several answer sentences may rest on one: the lowest judgement is the one to show.
+            known = [p for p in (held.get(item.sentence), sentence.entailment) if p is not None]
+            held[item.sentence] = min(known) if known else None
+    parts.extend(passage_html(p, p.arxiv_id in cited, evidence.get(p.arxiv_id)) for p in result.passages)
     return "\n".join(parts)
 
 
@@ -186,6 +211,7 @@ CSS = """
 .aa-title { font-style: italic; margin: 2px 0; }
 .aa-passage { font-size: 0.9em; white-space: pre-wrap; max-height: 12em; overflow-y: auto; }
 .aa-notice { color: var(--error-text-color, #b45309); margin: 4px 0; }
+.aa-entailment { font-size: 0.75em; margin-left: 0.3em; opacity: 0.75; white-space: nowrap; }
 .aa-evidence { background: var(--color-accent-soft, #fde68a); color: inherit; border-radius: 2px; }
 .aa-backend, .aa-empty { color: var(--body-text-color-subdued); margin: 4px 0; }
 .aa-similar { margin-left: 6px; font-size: 0.8em; font-weight: 400; cursor: pointer; padding: 0 6px;

@@ -1,13 +1,15 @@
 """Serving the web chat: who may reach it, launching Gradio (and its MCP server), nothing else.
 
-`serve` refuses to listen beyond this machine without a password, checks the MCP extra before
-anything slow loads, puts the MCP login in front of Gradio's MCP endpoints and lists only our tools.
+`serve` refuses to listen beyond this machine without a password, checks the MCP extra, the port,
+the login's source and the TLS files (`access`) before anything slow loads, puts the MCP login in
+front of Gradio's MCP endpoints and lists only our tools.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import sys
+from collections.abc import Sequence
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -17,6 +19,8 @@ from assistant.errors import ConfigError
 from assistant.mcp.login import MCP_PATH, McpLogin
 from assistant.mcp.tools import TOOLS
 from assistant.pipeline import Assistant
+from assistant.web.access import check_port, check_tls, login
+from assistant.web.hosts import HostGuard, Hosts
 from assistant.web.render import CSS
 from assistant.web.ui import build
 
@@ -68,36 +72,64 @@ def serve(
     host: str,
     port: int,
     auth: str | None = None,
+    auth_file: str | None = None,
     insecure: bool = False,
     mcp: bool = False,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> None:
-    """Serve the chat (and with `mcp` the MCP tools) on `host:port` until interrupted; never a share link."""
-    credentials = check_exposure(host, auth, insecure)  # before anything slow is loaded
+    """Serve the chat (and with `mcp` the MCP tools) on `host:port` until interrupted; never a share link.
+
+    The login is `auth`, else the file `auth_file`, else `$ASSISTANT_AUTH`; with `ssl_certfile` (and
+    `ssl_keyfile`) it is served over https. Only requests naming `host:port` (or a loopback alias,
+    or one of `allowed_hosts`) and from no other site's page are answered (`hosts.HostGuard`).
+    """
+    # Everything that can be refused is, before anything slow is loaded.
+    credentials = check_exposure(host, login(auth, auth_file), insecure)
     if mcp:
         check_mcp_installed()
+    tls = check_tls(ssl_certfile, ssl_keyfile)
+    check_port(host, port)
+    hosts = Hosts.served(host, port, tls=tls, allowed=allowed_hosts)
     app = build(Assistant(settings), mcp=mcp)
-    # Gradio's login does not cover its MCP endpoints: with a password, they ask for it too.
-    middleware = [Middleware(McpLogin, credentials=credentials)] if mcp and credentials else []
-    app.launch(
-        server_name=host,
-        server_port=port,
-        share=False,
-        auth=credentials,
-        inbrowser=False,
-        quiet=True,
-        ssr_mode=False,
-        mcp_server=mcp,
-        enable_monitoring=False,
-        footer_links=["api"],
-        theme=THEME,
-        css=CSS,
-        app_kwargs={"middleware": middleware},
-        prevent_thread_lock=True,
-    )
+    # DNS rebinding: another site's page must not reach the page, its API or the tools (the first,
+    # so the outermost). Gradio's login does not cover its MCP endpoints: with a password, they ask
+    # for it too.
+    middleware = [Middleware(HostGuard, hosts=hosts)]
+    if mcp and credentials:
+        middleware.append(Middleware(McpLogin, credentials=credentials))
+    try:
+        app.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            auth=credentials,
+            inbrowser=False,
+            quiet=True,
+            ssr_mode=False,
+            mcp_server=mcp,
+            enable_monitoring=False,
+            footer_links=["api"],
+            theme=THEME,
+            css=CSS,
+            app_kwargs={"middleware": middleware},
+            prevent_thread_lock=True,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            # Only Gradio's check that it answers, made to itself at localhost: a certificate for
+            # the server's public name (or a self-signed one) does not name that.
+            ssl_verify=False,
+        )
+    except OSError:  # Gradio's own check: the port was taken while the models loaded
+        raise ConfigError(f"port {port} on {host} was taken meanwhile; give another --port") from None
     _only_our_tools(app)
-    print(f"assistant: serving on http://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
+    scheme = "https" if tls else "http"
+    print(f"assistant: serving on {scheme}://{host}:{port} (Ctrl-C stops)", file=sys.stderr)
     if mcp:
-        print(f"assistant: MCP server (streamable HTTP) at http://{host}:{port}{MCP_PATH}/", file=sys.stderr)
+        print(
+            f"assistant: MCP server (streamable HTTP) at {scheme}://{host}:{port}{MCP_PATH}/", file=sys.stderr
+        )
     app.block_thread()
 
 

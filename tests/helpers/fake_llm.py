@@ -16,18 +16,27 @@ from llama_index.core.llms.custom import CustomLLM
 from pydantic import PrivateAttr
 
 from assistant.llms import Backend
+from tests.helpers.fake_judge import entailed_by_words
 
 
 class QueuedLLM(CustomLLM):
-    """Replies with the next queued text, streamed word by word; an exception in the queue is raised."""
+    """Replies with the next queued text, streamed word by word; an exception in the queue is raised.
+
+    Asked as the judge (its system prompt ends "Answer only Yes or No."), it answers by the word rule
+    of `WordJudge` (an answerability question: `verdict`) without touching the queue, and the prompt
+    goes to `judged`, not `prompts`: a scripted judge beside the scripted answerer.
+    """
 
     _replies: deque[str | Exception] = PrivateAttr(default_factory=deque)
     prompts: list[str] = []
+    judged: list[str] = []
+    verdict: str = "Yes"
 
     def __init__(self, replies: Iterable[str | Exception] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._replies.extend(replies)
         self.prompts = []
+        self.judged = []
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -35,6 +44,11 @@ class QueuedLLM(CustomLLM):
         return LLMMetadata(model_name="fake", is_chat_model=True)
 
     def _next(self, prompt: str) -> str:
+        if "Answer only Yes or No." in prompt:
+            self.judged.append(prompt)
+            if "\n\nClaim: " in prompt:
+                return "Yes" if entailed_by_words(prompt) else "No"
+            return self.verdict
         self.prompts.append(prompt)
         reply = self._replies.popleft()
         if isinstance(reply, Exception):

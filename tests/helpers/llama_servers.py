@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from assistant.embeddings import MiniLMEmbedding
-from bench.servers import QuietHandler, free_port, in_background, running
+from harness.servers import QuietHandler, free_port, in_background, running
 from tests.helpers.models import smollm2_path
 
 # llama-cpp-python's server with mean pooling, which its command line cannot set: a causal model like
@@ -46,13 +46,17 @@ def llama_embedding_server(log: Path) -> Iterator[str]:
 
 
 @contextmanager
-def llama_chat_server(model: Path, log: Path, *, n_ctx: int = 4096) -> Iterator[str]:
-    """Serve `model` for chat with llama-cpp-python's server (a hosted model's protocol); yield `/v1`."""
+def llama_chat_server(model: Path, log: Path, *, n_ctx: int = 4096, logprobs: bool = False) -> Iterator[str]:
+    """Serve `model` for chat with llama-cpp-python's server (a hosted model's protocol); yield `/v1`.
+
+    With `logprobs`, the server keeps every position's logits, which it needs to return them.
+    """
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("pip install -e '.[local]'")
     port = free_port()
     argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2"]
+    argv += ["--logits_all", "true"] if logprobs else []
     with running(argv, f"http://127.0.0.1:{port}/v1/models", log, timeout=300):
         yield f"http://127.0.0.1:{port}/v1"
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from bench.servers import QuietHandler, in_background
+from harness.servers import QuietHandler, in_background
 
 
 @contextmanager
@@ -24,11 +24,18 @@ def stub_server(handler: type[BaseHTTPRequestHandler], **attributes: Any) -> Ite
 
 
 class Scripted(QuietHandler):
-    """OpenAI's chat-completions protocol: streams `server.pieces`, or fails the way `server.mode` says."""
+    """OpenAI's chat-completions protocol: streams `server.pieces`, or fails the way `server.mode` says.
+
+    Asked as the judge (a system prompt ending "Answer only Yes or No."), it says `server.verdict`
+    ("Yes" unless set): a scripted judge, so the answers under test are shown.
+    """
 
     def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         mode, pieces = self.server.mode, self.server.pieces  # type: ignore[attr-defined]
+        system = next((m.get("content") for m in body.get("messages", []) if m.get("role") == "system"), "")
+        if mode not in ("401", "500") and str(system).endswith("Answer only Yes or No."):
+            pieces = [getattr(self.server, "verdict", "Yes")]
         if mode == "401":  # the worst case: the error message quotes the key it was sent
             key = self.headers.get("Authorization", "").removeprefix("Bearer ")
             error = {"error": {"message": f"Incorrect API key provided: {key}", "code": "invalid_api_key"}}

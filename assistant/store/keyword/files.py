@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import StoreError
-from assistant.store import KEYWORD_FOLDER, OLD_KEYWORD
 from assistant.store import errors as store_errors
 from assistant.store.bm25 import BM25Params
-from assistant.store.keyword.segments import Segment
+from assistant.store.folder import KEYWORD_FOLDER, OLD_KEYWORD, OLD_KEYWORD_FOLDER, old_keyword_folder
+from assistant.store.keyword.segments import SEGMENT_NAME, Segment
 
 MANIFEST = "manifest.json"
 LOCK = "lock"
@@ -100,13 +100,27 @@ class Files:
         self._tidy(set(manifest.segments))
 
     def _tidy(self, keep: set[str]) -> None:
-        # Segments no manifest names any more, and the index as it was kept before it had a folder.
-        for path in self.folder.glob("seg-*"):
-            if path.name not in keep:
+        """Drop the segments the manifest no longer names, and the index as it was before it had a folder.
+
+        Only names this index gives are removed (a segment's, matched exactly; the old index's pointer
+        and the one folder it names): never a file beside them that happens to share a prefix.
+        """
+        for path in self.folder.iterdir():
+            if path.name not in keep and SEGMENT_NAME.fullmatch(path.name) and path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
-        (self.store_folder / OLD_KEYWORD).unlink(missing_ok=True)
-        for path in self.store_folder.glob("keyword-*"):
-            shutil.rmtree(path, ignore_errors=True)
+        pointer = self.store_folder / OLD_KEYWORD
+        try:
+            named = json.loads(pointer.read_text(encoding="utf-8"))["folder"]
+        except (OSError, ValueError, KeyError, TypeError):
+            named = None
+        # A bare name of the old shape, holding a bm25s index: never a path out of the folder.
+        if (
+            isinstance(named, str)
+            and OLD_KEYWORD_FOLDER.fullmatch(named)
+            and old_keyword_folder(self.store_folder / named)
+        ):
+            shutil.rmtree(self.store_folder / named, ignore_errors=True)
+        pointer.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[bool]:

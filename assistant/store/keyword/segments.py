@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 import uuid
 from array import array
@@ -19,6 +20,8 @@ from assistant.store.bm25 import BM25Params
 # What llama-index's BM25Retriever tokenizes with by default; we index with the same settings.
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 LANGUAGE = "en"
+# A segment's folder name, as `Segment` gives it: the clean-up removes only names of this shape.
+SEGMENT_NAME = re.compile(r"seg-[0-9a-f]{12}")
 # Kept per chunk in memory: enough to filter and to fetch the rest from Chroma, not the text.
 CATALOG_KEYS = ("arxiv_id", "date", "categories", "archives", "authors")
 
@@ -135,7 +138,7 @@ class Segment:
 
     def __init__(self, bm25: Any, name: str | None = None, *, saved: bool = False) -> None:
         self.bm25 = bm25
-        self.name = name or f"seg-{uuid.uuid4().hex[:12]}"
+        self.name = name or f"seg-{uuid.uuid4().hex[:12]}"  # SEGMENT_NAME
         self.saved = saved
         self.ids: list[str] = [entry["node_id"] for entry in bm25.corpus]
         counts = np.diff(np.asarray(bm25.scores["indptr"]))

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bench.servers import free_port, running
+from harness.servers import free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 

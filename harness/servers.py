@@ -1,6 +1,6 @@
 """Real servers for the benchmarks and the tests: a free 127.0.0.1 port, a bounded wait, always stopped.
 
-Here, not under tests/, because the benchmarks run them too (and never import the tests).
+In `harness/`, not under tests/ or bench/, because both use them and neither imports the other.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -46,8 +47,18 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running(argv: Sequence[str], ready_url: str, log: Path, timeout: float, **popen: Any) -> Iterator[None]:
-    """Run `argv` (output to `log`) until `ready_url` answers 200; raise `ServerError` after `timeout` s."""
+def running(
+    argv: Sequence[str],
+    ready_url: str,
+    log: Path,
+    timeout: float,
+    context: ssl.SSLContext | None = None,
+    **popen: Any,
+) -> Iterator[None]:
+    """Run `argv` (output to `log`) until `ready_url` answers 200; raise `ServerError` after `timeout` s.
+
+    An https `ready_url` is checked with `context` (one that trusts the server's certificate).
+    """
     with log.open("wb") as out:
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, **popen)
     try:
@@ -56,7 +67,7 @@ def running(argv: Sequence[str], ready_url: str, log: Path, timeout: float, **po
             if proc.poll() is not None:
                 raise ServerError(f"{argv[:4]} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(ready_url, timeout=5) as response:
+                with urllib.request.urlopen(ready_url, timeout=5, context=context) as response:
                     if response.status == 200:
                         break
             except OSError:
@@ -84,8 +95,10 @@ def chroma(path: Path, log: Path, timeout: float = 120) -> Iterator[int]:
 
 
 @contextmanager
-def ray_cluster(nodes: int, cpus: int = 1) -> Iterator[Any]:
+def ray_cluster(nodes: int, cpus: int = 1, head_cpus: int | None = None) -> Iterator[Any]:
     """Run a Ray cluster of `nodes` nodes of `cpus` CPUs each on this machine; yield it (`.address`).
+
+    `head_cpus` gives the head node another count: 0 keeps every task that needs a CPU off it.
 
     `ray.cluster_utils.Cluster`: a head and worker nodes, each its own raylet and processes, as
     `ray start` makes them; every process it started is killed afterwards (by process id).
@@ -95,14 +108,15 @@ def ray_cluster(nodes: int, cpus: int = 1) -> Iterator[Any]:
     cluster = Cluster(initialize_head=False, connect=False)
     try:
         for n in range(nodes):
-            _add_node(cluster, num_cpus=cpus, **({"include_dashboard": False} if n == 0 else {}))
+            head = {"include_dashboard": False, "num_cpus": cpus if head_cpus is None else head_cpus}
+            add_node(cluster, **(head if n == 0 else {"num_cpus": cpus}))
         cluster.wait_for_nodes()
         yield cluster
     finally:
         cluster.shutdown()
 
 
-def _add_node(cluster: Any, attempts: int = 3, **node_args: Any) -> None:
+def add_node(cluster: Any, attempts: int = 3, **node_args: Any) -> None:
     """Add a node, again if it did not start: Ray gives a raylet 30 s to register, which a loaded
     machine can miss; what a failed try started is killed by process id."""
     for attempt in range(attempts):
@@ -124,7 +138,8 @@ def descendants() -> set[int]:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             parents[int(stat.parent.name)] = int(stat.read_text().rpartition(")")[2].split()[1])
-    found, frontier = set(), {os.getpid()}
+    found: set[int] = set()
+    frontier = {os.getpid()}
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
         found |= frontier
