@@ -234,7 +234,12 @@ class _FakeOpenAIHandler(QuietHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        reply = fake_reply(str(body["messages"][-1]["content"]))
+        messages = body["messages"]
+        system = str(messages[0]["content"]) if messages[0]["role"] == "system" else ""
+        # A judge's question (assistant/llms/judge.py's system prompts) gets "Yes": the fake trusts its own
+        # answers; the judge's own tests use a real model.
+        judged = system.endswith("Answer only Yes or No.")
+        reply = "Yes" if judged else fake_reply(str(messages[-1]["content"]))
         fake = self.server
         with fake.lock:
             fake.requests += 1

@@ -75,11 +75,6 @@ def test_a_detail_no_abstract_states_is_refused(local: Assistant) -> None:
     assert result.text == NOT_FOUND and not result.citations
 
 
-@pytest.mark.xfail(
-    reason="since overviews are answered a line per paper and judged (issues 25, 26), this overview "
-    "cites only AlpacaFarm with the hosted bundled model judging by a yes/no reply; not yet investigated",
-    strict=False,
-)
 def test_a_hosted_model_compares_two_relevant_papers(
     seed_store: Path, embed: MiniLMEmbedding, tmp_path: Path
 ) -> None:
@@ -91,8 +86,14 @@ def test_a_hosted_model_compares_two_relevant_papers(
         overrides = {"answer.llm": f"openai-compatible:qwen@{url}", "answer.timeout": 180}
         settings = make_settings(seed_store, **overrides)
         result = Assistant(settings, embed_model=embed).ask(question)
-    assert result.backend.startswith("openai-compatible:"), result.warnings
-    # Qwen-1.5B writes the paragraph but seldom cites: each sentence is cited to the paper that says it.
-    assert all(w.startswith("a sentence cited no paper;") for w in result.warnings), result.warnings
+    # An overview is a line per paper, the abstracts' own (`answer.paper_lines`), and the model's one
+    # sentence relating them, shown only when judged entailed (Qwen-1.5B often cites one paper in it):
+    # the model neither failed nor stopped, and a withheld sentence is said in a warning.
+    related = f"{settings.answer.llm}'s sentence relating the papers"
+    assert result.backend.startswith("openai-compatible:") or (
+        result.backend == "extractive" and any(w.startswith(related) for w in result.warnings)
+    ), result.warnings
+    allowed = ("a sentence cited no paper;", related)
+    assert all(w.startswith(allowed) for w in result.warnings), result.warnings
     assert {"2305.14387", "2302.05733"} <= set(result.citations), result.text
     assert all(s.supported for s in result.sentences)

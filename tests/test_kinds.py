@@ -8,6 +8,7 @@ from assistant.retrieve.kinds import comparison_sides, question_kind
 
 OVERVIEWS = [
     "What do the papers say about prompt injection?",
+    "What do the indexed papers say about instruction-following language models?",
     "What does the literature say about federated learning on phones?",
     "What is known about scaling laws for language models?",
     "Which papers study graph neural networks for molecules?",

@@ -95,6 +95,10 @@ class HostedJudge(Judge):
             options |= {"logprobs": True, "top_logprobs": 10}
         try:
             response = self._llm().chat(messages, **options)
+        except AttributeError as exc:  # the OpenAI SDK hands a body that is not JSON back as text
+            if "'str' object" not in str(exc):
+                raise
+            raise JudgeError("JSONDecodeError: the server's reply is not a JSON chat completion") from None
         except Exception as exc:  # any failure of a remote service: the caller falls back, said in one line
             raise JudgeError(self._describe(exc)) from None  # said as "{name} failed (...)"
         if self._logprobs and (p := _from_logprobs(response.raw)) is not None:

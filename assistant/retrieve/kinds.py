@@ -26,7 +26,7 @@ _WORKS = r"(?:papers|works|studies|articles|publications|research|literature|abs
 _APPROACHES = r"(?:approaches|methods|techniques|ideas|directions|lines of work|trends|solutions|strategies)"
 _OVERVIEW = [
     # "What do the papers say / find / report about X?", "What does the literature say ..."
-    rf"\bwhat (?:do|does|did) (?:the |these |those |recent |existing |our )?{_WORKS}\b",
+    rf"\bwhat (?:do|does|did) (?:the |these |those |recent |existing |our )?(?:[a-z-]+ )?{_WORKS}\b",
     rf"\b(?:what|which) (?:other )?{_WORKS}\b",  # "Which papers study X", "what studies exist ..."
     r"\bwhat (?:is|has been) (?:known|found|shown|done|the state of the art|the current state)\b",
     r"\bwhat do we know\b",

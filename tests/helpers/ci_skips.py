@@ -22,6 +22,11 @@ ALLOWED = {
     "tests/test_api_key_file.py::test_an_unreadable_file_says_so": (
         "CI runs as root, and root reads any file: an unreadable key file cannot be made"
     ),
+    "tests/test_followup.py::test_the_bundled_model_answers_how_adascale_was_evaluated": (
+        "an expected failure, not a skip: the follow-up is asserted answered from AdaScale's abstract (the "
+        "feature) before the xfail, which records that the 1.5B model names its convergence bound, not "
+        "its four evaluation tasks (a known limit of the bundled model, docs/checking.md)"
+    ),
 }
 
 
