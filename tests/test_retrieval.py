@@ -349,7 +349,7 @@ def test_pseudo_relevance_feedback_searches_again_and_scores_by_the_question(hea
 def test_other_bm25_parameters_get_their_own_keyword_index(
     tmp_path: Path, embed: MiniLMEmbedding, data_dir: Path
 ) -> None:
-    from assistant.store import KEYWORD_FOLDER, leftovers
+    from assistant.store.folder import KEYWORD_FOLDER, foreign, leftovers
 
     settings = make_settings(tmp_path / "s")
     Ingester(open_store(settings, for_writing=True), embed, settings.chunking).ingest(
@@ -363,7 +363,7 @@ def test_other_bm25_parameters_get_their_own_keyword_index(
     assert found and [p.metadata["rank_score"] for p in found] != [p.metadata["rank_score"] for p in default]
     folders = sorted(p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(KEYWORD_FOLDER))
     assert folders == [KEYWORD_FOLDER, f"{KEYWORD_FOLDER}.lucene-k1_0.3-b_0.2"]
-    assert set(folders) <= set(leftovers(tmp_path / "s"))
+    assert set(folders) <= set(leftovers(tmp_path / "s")) and not foreign(tmp_path / "s")
     # The default index is untouched: the default settings still find what they found.
     again = Assistant(settings, embed_model=embed).retrieve(question, top_k=10, retriever="bm25")
     assert ids(again) == ids(default)
