@@ -23,7 +23,21 @@ PACKAGE = Path(__file__).resolve().parent.parent / "assistant"
 # server; `cli` starts `web`, `evaluate` and `doctor`; `__main__` runs `cli`. The front door
 # (`assistant/__init__.py`) re-exports `Assistant` and `answer` from `pipeline`; nothing imports it.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("values", ("schema", "errors", "config", "config_sources", "cache", "inert", "keys", "streams")),
+    (
+        "values",
+        (
+            "schema",
+            "errors",
+            "config",
+            "config_fields",
+            "config_retrieval",
+            "config_sources",
+            "cache",
+            "inert",
+            "keys",
+            "streams",
+        ),
+    ),
     ("sources", ("sources",)),
     ("embeddings", ("embeddings",)),
     ("store", ("store",)),

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from assistant import bibliography
+from assistant.cli.models import install_model
 from assistant.config import Settings
 from assistant.errors import AssistantError, ConfigError, InputError
 from assistant.inert import safe
@@ -382,34 +383,6 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _models(args: argparse.Namespace) -> int:
-    """`models install embeddinggemma`: the one-time build, here if torch is, else `make gemma`."""
-    import importlib.util
-    import os
-    import shutil
-    import subprocess
-    from pathlib import Path
-
-    from assistant.embeddings.gemma import MANIFEST, model_dir
-
-    terms = ["--accept-gemma-terms"] if args.accept_gemma_terms else []
-    if (model_dir() / MANIFEST).is_file():
-        print(f"embeddinggemma is built in {model_dir()}: use it with --config embeddinggemma")
-        return 0
-    if all(importlib.util.find_spec(name) for name in ("torch", "transformers", "safetensors")):
-        from assistant.embeddings.gemma.__main__ import main as build
-
-        return build(["build", *terms])
-    checkout = Path(__file__).resolve().parents[2]  # a source checkout has the Makefile
-    if (checkout / "Makefile").is_file() and shutil.which("make"):
-        env = os.environ | ({"GEMMA_TERMS": "accept"} if terms else {})
-        return subprocess.run(["make", "-C", str(checkout), "gemma"], env=env, check=False).returncode
-    raise AssistantError(
-        "building EmbeddingGemma needs torch and transformers, which this environment lacks: install the "
-        "gemma-build extra into a separate venv and run `python -m assistant.embeddings.gemma build` in it"
-    )
-
-
 HANDLERS = {
     "ingest": _ingest,
     "ask": _ask,
@@ -421,5 +394,5 @@ HANDLERS = {
     "doctor": _doctor,
     "cite": _cite,
     "similar": _similar,
-    "models": _models,
+    "models": install_model,
 }
