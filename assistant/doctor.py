@@ -18,8 +18,8 @@ from assistant.config import Settings
 from assistant.embeddings import spec_of, store_id
 from assistant.errors import AssistantError
 from assistant.store import MODEL_KEY, SCAN_PAGE, Store, keyword, writable
-from assistant.store.folder import CHROMA_FILE, foreign, leftovers
 from assistant.store.bm25 import BM25Params
+from assistant.store.folder import CHROMA_FILE, foreign, leftovers
 from assistant.store.keyword.files import MANIFEST, Files
 
 # Chroma tables a store cannot work without.

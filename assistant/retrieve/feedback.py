@@ -18,8 +18,8 @@ import numpy as np
 
 from assistant.store import keyword
 
-# Scaffolding: each pattern a way of asking for literature rather than naming a topic. Kept small
-# and generic on purpose (not fitted to any benchmark's wording); measured in docs/retrieval-levers.md.
+# Scaffolding: each pattern a way of asking for literature rather than naming a topic. Kept small and
+# generic on purpose (not fitted to any benchmark's wording); measured in docs/measured.md "Retrieval levers".
 _ASK = r"(?:^|[.?!;:]\s*|\b(?:please|can you|could you|would you|help me)\s+)"
 SCAFFOLDING = tuple(
     re.compile(p, re.IGNORECASE)
