@@ -32,7 +32,7 @@ PROBES = 3
 GEMMA_PAPERS_PER_S = 4.4
 MINILM_PAPERS_PER_S = 37.0
 # From this many MiniLM papers on, doctor says what the stronger model would cost: below, a
-# re-ingest takes minutes and the build (~21 min, once) dominates.
+# re-ingest takes minutes and the build (~5 min, once) dominates.
 ADVISE_FROM = 1_000
 
 
@@ -149,7 +149,7 @@ def reingest_advice(model_id: str, papers: int) -> tuple[str, str] | None:
         f"0.681 fused, issue #27) but re-embedding them would take ~{_duration(papers / GEMMA_PAPERS_PER_S)}"
         f" on 2 idle cores ({GEMMA_PAPERS_PER_S:g} papers/s; MiniLM took ~"
         f"{_duration(papers / MINILM_PAPERS_PER_S)} at {MINILM_PAPERS_PER_S:g}/s), plus a one-time build "
-        "(1.15 GB download, ~21 min) and ~100 ms more per question"
+        "(1.15 GB download, ~5 min) and ~100 ms more per question"
     )
     how = f"build it once (`{BUILD_COMMAND}`), then `assistant ingest SOURCE --config embeddinggemma`"
     return detail, how

@@ -412,31 +412,6 @@ def main() -> int:
                 bot = stores.assistant(paths[spec], spec, "none", titles=titles, retrieval=base | lever)
                 yield f"{changed} ({spec} {kind})", score(bot, cases, kind, False)
 
-    if levers:
-        with_base = f" (all rows: {args.set})" if args.set else ""
-        for name in [s for s in sets if s in ("scifact", "spar", "bundled")]:
-            paths = {}
-            for spec in specs:
-                paths[spec], cases = jsonl_set(name, stores, spec, args.data, args.distractors)
-            n_cases = sum(len(c) for c in cases)
-            gains_table(f"{name}: {n_cases} questions{with_base}", lever_rows(paths, cases, True))
-        if "titles" in sets:
-            sizes = args.n or [DISTRACTORS]
-            smallest = papers(args.data, min(sizes))
-            titled = [p for p in smallest if p.title]
-            sample = random.Random(0).sample(titled, min(args.questions, len(titled)))  # as the titles set
-            cases = [[Case(p.title or "", (p.arxiv_id,))] for p in sample]
-            for n in sizes:
-
-                def corpus_n(n: int = n) -> list[Paper]:
-                    return smallest if n == min(sizes) else papers(args.data, n)
-
-                name_n = f"{args.data.name}-{n}-notitle"
-                paths = {s: stores.build(name_n, s, corpus_n, titles=False) for s in specs}
-                title = f"titles: {len(cases)} queries, {n} papers (titles not indexed){with_base}"
-                gains_table(title, lever_rows(paths, cases, False))
-        return 0
-
     def configurations(
         paths: dict[str, Path], cases: list[list[Case]], titles: bool, off_topic: bool
     ) -> Iterator[tuple[str, dict[str, float]]]:
@@ -458,12 +433,24 @@ def main() -> int:
             label = rerank if rerank == "none" else f"{rerank} ({retrieval.rerank_candidates})"
             yield f"{spec} | {named} | {label}", score(bot, cases, kind, off_topic)
 
+    def report(
+        title: str, paths: dict[str, Path], cases: list[list[Case]], titles: bool, off_topic: bool
+    ) -> None:
+        """Print one set's table: a row per configuration, or with `--lever`, each lever's gains."""
+        if levers:
+            gains_table(
+                title + (f" (all rows: {args.set})" if args.set else ""), lever_rows(paths, cases, titles)
+            )
+        else:
+            columns = COLUMNS + THRESHOLD_COLUMNS if off_topic else COLUMNS
+            table(title, configurations(paths, cases, titles, off_topic), columns)
+
     for name in [s for s in sets if s in ("scifact", "spar", "bundled")]:
         paths = {}
         for spec in specs:
             paths[spec], cases = jsonl_set(name, stores, spec, args.data, args.distractors)
         n_cases = sum(len(c) for c in cases)
-        table(f"{name}: {n_cases} questions", configurations(paths, cases, True, False), COLUMNS)
+        report(f"{name}: {n_cases} questions", paths, cases, True, False)
     sizes = args.n or [DISTRACTORS]
     smallest = papers(args.data, min(sizes)) if {"titles", "generated"} & set(sets) else []
     titled = [p for p in smallest if p.title]
@@ -483,7 +470,7 @@ def main() -> int:
             name_n = f"{args.data.name}-{n}-notitle"
             paths = {s: stores.build(name_n, s, corpus, titles=False) for s in specs}
             title = f"{name}: {len(cases)} queries, {n} papers (titles not indexed)"
-            table(title, configurations(paths, cases, False, True), COLUMNS + THRESHOLD_COLUMNS)
+            report(title, paths, cases, False, True)
     return 0
 
 

@@ -36,7 +36,7 @@ ALLOWED_MARKERS = {
     "ray": "run by `make test-ray`, the second step of .ci/run (real Ray clusters, kept out of make test)",
     "gemma": (
         "not run in CI: needs the EmbeddingGemma build, which asks to accept the Gemma Terms of Use and "
-        "takes ~15 min with torch (make gemma-build GEMMA_TERMS=accept, then make test-gemma)"
+        "takes ~5 min with torch (make gemma-build GEMMA_TERMS=accept, then make test-gemma)"
     ),
 }
 _DESELECTED = pytest.StashKey[Counter[str]]()

@@ -28,7 +28,8 @@ DIMENSION = 768
 MAX_TOKENS = 512
 QUERY_PROMPT = "task: search result | query: {q}"
 DOCUMENT_PROMPT = "title: {t} | text: {a}"
-BUILD_COMMAND = "python -m assistant.embeddings.gemma build --accept-gemma-terms"
+# The one command that builds it (its own venv for torch, the terms asked once): `make gemma` underneath.
+BUILD_COMMAND = "assistant models install embeddinggemma"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 MANIFEST = "build.json"  # written last: its presence means the build finished
@@ -46,7 +47,7 @@ def built(folder: Path) -> Path:
     if not all((folder / name).is_file() for name in (MANIFEST, MODEL_FILE, TOKENIZER_FILE)):
         raise AssistantError(
             f"EmbeddingGemma is not built in {folder}: run `{BUILD_COMMAND}` once "
-            "(downloads 1.15 GB, ~15 min; needs the gemma-build extra)"
+            "(downloads 1.15 GB, ~20 min on 2 cores; asks to accept the Gemma Terms of Use)"
         )
     return folder
 
