@@ -16,7 +16,7 @@ def test_advice_is_papers_times_the_measured_rates() -> None:
     # 20,000 / 4.4 papers/s = 4,545 s; 20,000 / 37 = 541 s (MODELS.md, README "Measured")
     assert "20,000 papers" in detail and "~1 h 16 min" in detail and "~9 min" in detail
     assert "4.4 papers/s" in detail and "0.784" in detail
-    assert "--config embeddinggemma" in how and "--accept-gemma-terms" in how
+    assert "--config embeddinggemma" in how and "assistant models install embeddinggemma" in how
     assert "~5 h 41 min" in (doctor.reingest_advice(store_id("minilm"), 90_000) or ("",))[0]
 
 

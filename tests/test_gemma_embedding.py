@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import itertools
 import json
 import os
@@ -76,10 +77,17 @@ def test_missing_build_is_one_line_naming_the_build_command(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_build_shows_the_terms_and_needs_acceptance(tmp_path: Path) -> None:
-    result = run_module("build", cache=tmp_path)
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
+def test_build_shows_the_terms_and_needs_acceptance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assistant.embeddings.gemma import __main__ as gemma_main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    # As where the converter is installed (a missing torch is said before the terms: the test below).
+    monkeypatch.setattr(gemma_main, "require_converter", lambda: None)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal: the flag is needed
+    assert gemma_main.main(["build"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
     assert (
         "Gemma Terms of Use" in lines[0]
         and lines[1].startswith("error: ")

@@ -15,6 +15,7 @@ from assistant.embeddings import MiniLMEmbedding
 from assistant.ingest import Ingester, bundled_corpus
 from assistant.pipeline import open_store
 from assistant.store import Store, keyword
+from assistant.store.bm25 import BM25Params
 from assistant.store.keyword.segments import Segment
 from tests.helpers.settings import make_settings
 
@@ -37,7 +38,8 @@ def plain_build(pages: Iterator[tuple[list[str], list[str], list[dict[str, Any]]
         token_pattern=keyword.TOKEN_PATTERN,
         show_progress=False,
     )
-    bm25 = bm25s.BM25()
+    params = BM25Params()  # the default settings' (not bm25s' own defaults)
+    bm25 = bm25s.BM25(k1=params.k1, b=params.b, method=params.method)
     bm25.index(tokens, show_progress=False)
     bm25.corpus = corpus
     return bm25

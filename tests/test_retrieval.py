@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant import config
+from assistant import config_retrieval as config
 from assistant.embeddings import MiniLMEmbedding
 from assistant.errors import InputError
 from assistant.ingest import Ingester
@@ -401,3 +401,12 @@ def test_question_dense_shift_moves_questions_only(head200: Assistant) -> None:
         assert ids(head200.retrieve(statement, top_k=5)) == hybrid != dense[statement]
     finally:
         retrieval.question_dense_shift = 0.0
+
+
+def test_the_settings_default_bm25_parameters_are_the_default_index() -> None:
+    # One default: the settings' BM25 parameters are those whose index lives in `keyword/`.
+    from assistant.config_retrieval import RetrievalSettings
+    from assistant.store.bm25 import BM25Params
+
+    assert BM25Params.of(RetrievalSettings()) == BM25Params()
+    assert BM25Params().folder("keyword") == "keyword"

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from assistant.config import RetrievalSettings
 
+# What every keyword index was built with before BM25's parameters were settings (bm25s' defaults):
+# a manifest that names no parameters was scored with these.
+BM25S_DEFAULTS = "lucene-k1_1.5-b_0.75"
 # The bm25s variants whose scores are a term's idf times a part that is zero where the term is absent:
 # the keyword index rescales each segment's idf to the whole index's (`segments.Segment.scored`), which
 # bm25l and bm25+ (a score for absent terms too) would not survive.
@@ -19,8 +22,10 @@ METHODS = ("lucene", "robertson", "atire")
 class BM25Params:
     """BM25's term-frequency saturation `k1`, length normalisation `b` and idf/tf variant (bm25s names)."""
 
-    k1: float = 1.5  # bm25s' defaults: every keyword index was built with them before they were settings
-    b: float = 0.75
+    # The defaults of `[retrieval]` (chosen on SciFact's train claims and SPAR, docs/measured.md
+    # "Retrieval levers"); tests/test_retrieval.py checks that the settings' defaults are these.
+    k1: float = 1.2
+    b: float = 0.4
     method: str = "lucene"
 
     @classmethod
@@ -28,15 +33,17 @@ class BM25Params:
         """Return the parameters the retrieval settings ask for."""
         return cls(retrieval.bm25_k1, retrieval.bm25_b, retrieval.bm25_method)
 
-    def folder(self, base: str) -> str:
-        """Name the index folder: `base` for bm25s' defaults (indexes built before), else one per choice.
+    def label(self) -> str:
+        """Name the choice, as the index's manifest records it: `lucene-k1_1.2-b_0.4`."""
+        return f"{self.method}-k1_{self.k1:g}-b_{self.b:g}"
 
-        Switching parameters builds a new index beside the old one (once) rather than over it, so
+    def folder(self, base: str) -> str:
+        """Name the index folder: `base` for the defaults, else one per choice (`base.LABEL`).
+
+        Switching parameters builds a new index beside the default one (once) rather than over it, so
         processes configured either way never read an index scored for the other.
         """
-        if self == BM25Params():
-            return base
-        return f"{base}.{self.method}-k1_{self.k1:g}-b_{self.b:g}"
+        return base if self == BM25Params() else f"{base}.{self.label()}"
 
     def idf(self, n_docs: int, df: int) -> float:
         """Return the inverse document frequency bm25s computes for this variant."""

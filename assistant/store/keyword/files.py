@@ -14,7 +14,7 @@ from typing import Any
 
 from assistant.errors import StoreError
 from assistant.store import errors as store_errors
-from assistant.store.bm25 import BM25Params
+from assistant.store.bm25 import BM25S_DEFAULTS, BM25Params
 from assistant.store.folder import KEYWORD_FOLDER, OLD_KEYWORD, OLD_KEYWORD_FOLDER, old_keyword_folder
 from assistant.store.keyword.segments import SEGMENT_NAME, Segment
 
@@ -36,14 +36,18 @@ class Files:
 
     def __init__(self, store_folder: Path, params: BM25Params | None = None) -> None:
         self.store_folder = Path(store_folder)
-        self.folder = self.store_folder / (params or BM25Params()).folder(KEYWORD_FOLDER)
+        self.params = params or BM25Params()
+        self.folder = self.store_folder / self.params.folder(KEYWORD_FOLDER)
 
     def read(self) -> Manifest | None:
-        """Return the manifest, or None if there is none or it cannot be read (then the index is rebuilt)."""
+        """Return the manifest, or None if there is none, it cannot be read or it was scored with other
+        BM25 parameters (then the index is rebuilt: an index from before they were settings, say)."""
         try:
             data = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))
             manifest = Manifest(str(data["collection"]), int(data["generation"]), tuple(data["segments"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            if data.get("bm25", BM25S_DEFAULTS) != self.params.label():
+                return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         return manifest if all(isinstance(name, str) for name in manifest.segments) else None
 
@@ -87,7 +91,7 @@ class Files:
         written = self.save_segments(segments)
         tmp = self.folder / f"{MANIFEST}.tmp-{os.getpid()}"
         try:
-            tmp.write_text(json.dumps(asdict(manifest)), encoding="utf-8")
+            tmp.write_text(json.dumps(asdict(manifest) | {"bm25": self.params.label()}), encoding="utf-8")
             os.replace(tmp, self.folder / MANIFEST)
         except OSError as exc:
             # The old manifest still names the old, whole segments; drop what was written for the new.
