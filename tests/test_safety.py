@@ -20,6 +20,7 @@ from assistant.ingest import bundled_corpus
 from assistant.web.render import reply_markdown
 from harness.servers import free_port
 from tests.helpers.cli import run
+from tests.helpers.fake_app import FakeApp, launch_nothing
 from tests.helpers.fake_llm import fake_backend
 from tests.helpers.servers import Scripted, stub_server
 from tests.helpers.settings import make_settings
@@ -322,32 +323,12 @@ def test_api_keys_stay_out_of_python_logging(
 # --- the web chat stays on this machine unless a password guards it ---------------------------
 
 
-class FakeApp:
-    """Stands in for the Gradio app: records how it would be launched."""
-
-    launched: dict[str, Any] = {}
-    mcp_server_obj = None
-
-    def launch(self, **kwargs: Any) -> None:
-        FakeApp.launched = kwargs
-
-    def block_thread(self) -> None:
-        """Return at once (the real one serves until Ctrl-C)."""
-
-
 @pytest.fixture
 def no_server(monkeypatch: pytest.MonkeyPatch) -> type[FakeApp]:
     """Make `serve` build nothing and launch a recorder, so a broken rule fails instead of serving."""
-    import assistant.web.server
-
-    FakeApp.launched = {}
-    monkeypatch.setattr(assistant.web.server, "Assistant", lambda settings: None)
-    monkeypatch.setattr(assistant.web.server, "build", lambda bot, **_: FakeApp())
-    # Nothing listens: port 7860 may be in use on this machine (tests/test_serve.py checks ports).
-    monkeypatch.setattr(assistant.web.server, "check_port", lambda host, port: None)
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # must not widen what --host says
     monkeypatch.setenv("GRADIO_SHARE", "True")
-    return FakeApp
+    return launch_nothing(monkeypatch)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ import pytest
 
 from harness.servers import free_port, running
 from tests.helpers.cli import child_env
+from tests.helpers.fake_app import FakeApp, launch_nothing
 
 LOGIN = ("ann", "s3cret pw")
 STARTUP_SECONDS = 120  # loading models on 2 shared cores; bounded all the same
@@ -202,29 +203,10 @@ def test_a_login_file_others_can_read_is_refused(seed_store: Path, tmp_path: Pat
     assert "s3cret" not in out.stderr
 
 
-class FakeApp:
-    """Stands in for the Gradio app: records how it would be launched."""
-
-    launched: dict[str, Any] = {}
-    mcp_server_obj = None
-
-    def launch(self, **kwargs: Any) -> None:
-        FakeApp.launched = kwargs
-
-    def block_thread(self) -> None:
-        """Return at once (the real one serves until Ctrl-C)."""
-
-
 @pytest.fixture
 def no_server(monkeypatch: pytest.MonkeyPatch) -> type[FakeApp]:
     """Make `serve` load nothing and launch a recorder."""
-    import assistant.web.server
-
-    FakeApp.launched = {}
-    monkeypatch.setattr(assistant.web.server, "Assistant", lambda settings: None)
-    monkeypatch.setattr(assistant.web.server, "build", lambda bot, **_: FakeApp())
-    monkeypatch.setattr(assistant.web.server, "check_port", lambda host, port: None)
-    return FakeApp
+    return launch_nothing(monkeypatch)
 
 
 def test_the_login_and_tls_reach_gradio(
