@@ -221,9 +221,8 @@ class Retrieval:
         return index, filters.where(author_ids), mask
 
     def _passages(self, hits: Sequence[NodeWithScore], query_vector: Any, top_k: int) -> list[Passage]:
-        chosen = list(_best_per_paper(hits).items())[
-            :top_k
-        ]  # in rank order: a paper's first chunk is its best
+        # In rank order: a paper's first chunk is its best.
+        chosen = list(_best_per_paper(hits).items())[:top_k]
         vectors = self.store.get_chunks([h.node.node_id for _, h in chosen], embeddings=True)
         query = np.asarray(query_vector, dtype=np.float32)
         passages = []
@@ -272,9 +271,8 @@ class _Search:
         config, rankings, weights = self.retrieval.settings, [], []  # type: ignore[var-annotated]
         if self.kind in ("dense", "hybrid"):
             vector = list(vector)
-            if (
-                self._dense_hits is None or self._dense_hits[0] != vector
-            ):  # a second search, same vector: reused
+            # A second search with the same vector (RM3 alone) reuses the first one's dense hits.
+            if self._dense_hits is None or self._dense_hits[0] != vector:
                 bundle = QueryBundle(self.query, embedding=vector)
                 self._dense_hits = (vector, self.retrieval._dense(self.n, where).retrieve(bundle))
             rankings.append([NodeWithScore(node=h.node, score=h.score) for h in self._dense_hits[1]])
